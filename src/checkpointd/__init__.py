@@ -1,0 +1,1 @@
+"""checkpointd: a daemon that keeps data honest."""
