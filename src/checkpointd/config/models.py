@@ -310,12 +310,19 @@ class ScheduleTrigger(Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        import difflib
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: a key naming a folder of the zone database ("America").
+            close = difflib.get_close_matches(value, available_timezones(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown time zone {value!r}{hint}; expected an IANA name such as UTC "
+                "or Europe/Berlin"
+            ) from None
         return value
 
 
