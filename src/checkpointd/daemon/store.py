@@ -1,0 +1,411 @@
+"""The durable store: journal, run history and component state in one SQLite file.
+
+``Store.open(state_dir)`` locks the directory (one daemon per state dir),
+opens ``checkpointd.sqlite3`` in WAL mode, applies migrations and hands
+journal rows a crash left unfinished to ``on_recover``. After that:
+
+- writes (journal, results, state) go through one writer coroutine that
+  commits many callers' rows per transaction (see ``store_writer``); an
+  awaited write is committed when it returns;
+- reads run on a second, read-only connection and never wait for the writer.
+
+The store implements :class:`checkpointd.protocols.RunJournal`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import aiosqlite
+
+from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.clock import SYSTEM_CLOCK, Clock
+from checkpointd.daemon import store_queries as queries
+from checkpointd.daemon.schema import migrate
+from checkpointd.daemon.statelock import StateDirLock, acquire_state_dir
+from checkpointd.daemon.store_model import (
+    UNFINISHED_STATES,
+    JournalEntry,
+    JournalState,
+    RetentionReport,
+    db_time,
+    dump_json,
+)
+from checkpointd.daemon.store_ops import (
+    AcceptOp,
+    CallOp,
+    MarkOp,
+    MarkRunningOp,
+    RetentionOp,
+    SaveOp,
+    SeenOp,
+    SetStateOp,
+    TransactionHook,
+)
+from checkpointd.daemon.store_writer import StoreWriter, WriterStats
+from checkpointd.errors import StoreError
+from checkpointd.triggers.event import TriggerEvent
+
+if TYPE_CHECKING:
+    from checkpointd.config.models import RetentionConfig
+
+T = TypeVar("T")
+
+DB_FILE_NAME = "checkpointd.sqlite3"
+RecoverHook = Callable[[list[JournalEntry]], Awaitable[None]]
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+class Store:
+    """The daemon's durable state. Create it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        lock: StateDirLock,
+        writer_conn: aiosqlite.Connection,
+        reader_conn: aiosqlite.Connection,
+        clock: Clock,
+        retention: RetentionConfig | None,
+        max_batch: int,
+    ) -> None:
+        self.state_dir = state_dir
+        self._lock = lock
+        self._writer_conn = writer_conn
+        self._reader_conn = reader_conn
+        self._clock = clock
+        self._retention = retention
+        self._writer = StoreWriter(writer_conn, max_batch=max_batch)
+        self._closed = False
+        self.recovered: tuple[JournalEntry, ...] = ()
+        """The unfinished journal rows found at open (what ``on_recover`` was given)."""
+
+    # ------------------------------------------------------------ life cycle
+
+    @classmethod
+    async def open(
+        cls,
+        state_dir: Path,
+        *,
+        on_recover: RecoverHook | None = None,
+        retention: RetentionConfig | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        synchronous: Synchronous = "FULL",
+        max_batch: int = 1_000,
+    ) -> Store:
+        """Lock ``state_dir``, open (or create) its database and recover.
+
+        Journal rows in state accepted or running (what a crash left behind)
+        are passed, oldest first, to ``on_recover``, only when there are some,
+        before ``open`` returns; if the hook raises, the store is closed and
+        the error propagates. The same entries stay in :attr:`recovered`, so
+        the caller acts on them once it holds the store: re-run them
+        (``entry.to_event()``; ``journal_mark_running`` and ``save_results``
+        work from either unfinished state) or ``journal_mark`` them
+        interrupted. Rows left unfinished are offered again at the next open.
+
+        ``synchronous="FULL"`` (the default) fsyncs the WAL at every commit,
+        so a write that returned survives a power cut, not just a crash of
+        this process: the Kafka trigger commits offsets, and the file trigger
+        marks files seen, on the strength of that return. With group commit
+        one fsync covers a whole batch, so the cost is per batch, not per
+        row. ``"NORMAL"`` (WAL still never corrupts, but the last commits can
+        be lost on power failure) is for benchmarks and throwaway state.
+
+        Raises StateDirInUseError when another process holds the directory and
+        StoreError when the database cannot be opened or is newer than this code.
+        """
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        state_dir = Path(state_dir)
+        lock = acquire_state_dir(state_dir)
+        db_path = state_dir / DB_FILE_NAME
+        conns: list[aiosqlite.Connection] = []
+        store: Store | None = None
+        try:
+            writer_conn = await _connect(db_path, conns)
+            await _setup_writer(writer_conn, db_path, synchronous)
+            await migrate(writer_conn, clock.now(), where=str(db_path))
+            reader_conn = await _connect(db_path, conns)
+            await _pragmas(reader_conn, db_path, "PRAGMA busy_timeout = 5000")
+            await _pragmas(reader_conn, db_path, "PRAGMA query_only = ON")
+            store = cls(
+                state_dir=state_dir,
+                lock=lock,
+                writer_conn=writer_conn,
+                reader_conn=reader_conn,
+                clock=clock,
+                retention=retention,
+                max_batch=max_batch,
+            )
+            store._writer.start()
+            recovered = await store.journal_entries(states=UNFINISHED_STATES)
+            store.recovered = tuple(recovered)
+            if recovered and on_recover is not None:
+                await on_recover(recovered)
+        except BaseException as exc:
+            if store is not None:
+                await store.close()
+            else:
+                for conn in conns:
+                    await _close_quietly(conn)
+                lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open {db_path}: {exc}") from exc
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Commit what is queued, close both connections and release the state dir."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._writer.close()
+        finally:
+            await _close_quietly(self._reader_conn)
+            await _close_quietly(self._writer_conn)
+            self._lock.release()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file."""
+        return self.state_dir / DB_FILE_NAME
+
+    @property
+    def healthy(self) -> bool:
+        """True while the writer is running (for ``/readyz``)."""
+        return not self._closed and self._writer.running
+
+    @property
+    def writer_stats(self) -> WriterStats:
+        """Ops and commits so far: ops/commits is the average group-commit size."""
+        return self._writer.stats
+
+    # ------------------------------------------------------------ journal (RunJournal)
+
+    async def journal_accept(self, event: TriggerEvent, checkpoint: str) -> bool:
+        """Journal ``event`` for ``checkpoint`` as accepted; durable when it returns.
+
+        Returns False, writing nothing, when (event.key, checkpoint) was
+        journaled before: the event is a duplicate.
+        """
+        now = db_time(self._clock.now())
+        records = dump_json(list(event.records)) if event.records is not None else None
+        row = (event.key, checkpoint, event.type, dump_json(dict(event.params)), records,
+               db_time(event.fired_at), now, now)  # fmt: skip
+        accepted: bool = await self._writer.submit(AcceptOp(event.key, checkpoint, row))
+        return accepted
+
+    async def journal_mark_running(self, event: TriggerEvent, checkpoint: str) -> None:
+        """accepted → running (again, on a retry or a re-run), counting the attempt."""
+        now = db_time(self._clock.now())
+        await self._writer.submit(MarkRunningOp(event.key, checkpoint, now))
+
+    async def journal_mark(
+        self, key: str, checkpoint: str, state: Literal["failed", "interrupted"]
+    ) -> bool:
+        """An unfinished row → failed or interrupted; False if no unfinished row matched."""
+        if state not in ("failed", "interrupted"):
+            raise ValueError(f"journal_mark sets 'failed' or 'interrupted', not {state!r}")
+        now = db_time(self._clock.now())
+        changed: bool = await self._writer.submit(MarkOp(key, checkpoint, state, now))
+        return changed
+
+    async def save_results(
+        self,
+        items: Sequence[tuple[CheckpointResult, TriggerEvent | None]],
+        extra: TransactionHook | None = None,
+    ) -> None:
+        """Store results with their validator rows and mark their journal rows done,
+        all in one transaction (shared with other callers' writes).
+
+        ``extra`` runs inside that same transaction after the rows are
+        written: the seam for other modules (the actions outbox) to add their
+        rows atomically with the result. See ``store_writer.TransactionHook``
+        for its rules. A failure anywhere fails this whole call with
+        StoreError and leaves nothing of it behind.
+        """
+        if not items and extra is None:
+            return
+        await self._writer.submit(SaveOp.build(items, extra, db_time(self._clock.now())))
+
+    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]], what: str) -> T:
+        """Run ``fn`` inside the writer's transaction and return its result.
+
+        For modules that own tables in this database: all writes go through
+        the one writer. ``what`` names the write in error messages.
+        """
+        result: T = await self._writer.submit(CallOp(fn, what))
+        return result
+
+    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run ``fn`` on the read-only connection (fetch all rows; keep no cursor open)."""
+        self._check_open()
+        try:
+            return await fn(self._reader_conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading {self.db_path} failed: {exc}") from exc
+
+    # ------------------------------------------------------------ reads
+
+    async def get_run(self, run_id: str) -> CheckpointResult | None:
+        """One run by id, or None."""
+        return await self.read(lambda conn: queries.get_run(conn, run_id))
+
+    async def list_runs(
+        self,
+        checkpoint: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 50,
+        before: datetime | None = None,
+    ) -> list[CheckpointResult]:
+        """Runs newest first (by start time); ``before`` pages back past a start time."""
+        return await self.read(
+            lambda conn: queries.list_runs(
+                conn, checkpoint=checkpoint, status=status, limit=limit, before=before
+            )
+        )
+
+    async def last_result(self, checkpoint: str) -> CheckpointResult | None:
+        """The newest run of ``checkpoint``, or None."""
+        return await self.read(lambda conn: queries.last_result(conn, checkpoint))
+
+    async def count_runs(
+        self,
+        checkpoint: str | None = None,
+        status: Status | str | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """How many stored runs match."""
+        return await self.read(
+            lambda conn: queries.count_runs(conn, checkpoint=checkpoint, status=status, since=since)
+        )
+
+    async def journal_entries(
+        self,
+        state: JournalState | None = None,
+        *,
+        states: Iterable[JournalState] | None = None,
+        checkpoint: str | None = None,
+    ) -> list[JournalEntry]:
+        """Journal rows, oldest first, optionally of one ``state`` (or of ``states``)."""
+        wanted = [state] if state is not None else (list(states) if states is not None else None)
+        return await self.read(
+            lambda conn: queries.journal_entries(conn, states=wanted, checkpoint=checkpoint)
+        )
+
+    # ------------------------------------------------------------ component state
+
+    async def get_state(self, namespace: str, key: str) -> str | None:
+        """A value a component persisted with :meth:`set_state`, or None."""
+        return await self.read(lambda conn: queries.get_state(conn, namespace, key))
+
+    async def set_state(self, namespace: str, key: str, value: str) -> None:
+        """Persist ``value`` under (namespace, key); durable when it returns."""
+        now = db_time(self._clock.now())
+        await self._writer.submit(SetStateOp(namespace, key, value, now))
+
+    async def has_seen(self, namespace: str, key: str) -> bool:
+        """Whether ``key`` was marked seen in ``namespace``."""
+        return not await self.unseen(namespace, [key])
+
+    async def unseen(self, namespace: str, keys: Iterable[str]) -> list[str]:
+        """Of ``keys``, those not marked seen (in order, once each): one query per 500."""
+        return await self.read(lambda conn: queries.unseen(conn, namespace, keys))
+
+    async def mark_seen(self, namespace: str, keys: Iterable[str]) -> None:
+        """Remember ``keys`` in ``namespace``; durable when it returns."""
+        await self._seen(namespace, keys, forget=False)
+
+    async def forget_seen(self, namespace: str, keys: Iterable[str]) -> None:
+        """Drop ``keys`` from ``namespace`` (e.g. files that left the directory)."""
+        await self._seen(namespace, keys, forget=True)
+
+    async def _seen(self, namespace: str, keys: Iterable[str], *, forget: bool) -> None:
+        unique = tuple(dict.fromkeys(keys))
+        if unique:
+            now = db_time(self._clock.now())
+            await self._writer.submit(SeenOp(namespace, unique, now, forget))
+
+    # ------------------------------------------------------------ retention
+
+    async def apply_retention(self) -> RetentionReport:
+        """Delete what the retention config no longer keeps; return the counts.
+
+        Runs started more than ``max_age`` ago and runs beyond the newest
+        ``max_runs_per_checkpoint`` of their checkpoint go, with their
+        validator rows; so do finished (done, failed, interrupted) journal
+        rows last updated more than ``max_age`` ago. Unfinished journal rows
+        are never deleted. The daemon calls this periodically.
+        """
+        config = self._retention
+        if config is None or (config.max_age is None and config.max_runs_per_checkpoint is None):
+            return RetentionReport()
+        cutoff = db_time(self._clock.now() - config.max_age) if config.max_age else None
+        report: RetentionReport = await self._writer.submit(
+            RetentionOp(cutoff, config.max_runs_per_checkpoint)
+        )
+        return report
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store at {self.state_dir} is closed")
+
+
+async def _connect(db_path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
+    try:
+        # isolation_level=None: no implicit BEGIN; the writer issues its own
+        # BEGIN IMMEDIATE so it takes the write lock up front and never has
+        # to upgrade a read transaction (which can fail with SQLITE_BUSY).
+        conn = await aiosqlite.connect(db_path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {db_path}: {exc}") from exc
+    opened.append(conn)
+    return conn
+
+
+async def _pragmas(conn: aiosqlite.Connection, db_path: Path, sql: str) -> list[Any]:
+    try:
+        return list(await conn.execute_fetchall(sql))
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {db_path} ({sql}): {exc}") from exc
+
+
+async def _setup_writer(conn: aiosqlite.Connection, db_path: Path, synchronous: str) -> None:
+    mode = await _pragmas(conn, db_path, "PRAGMA journal_mode = WAL")
+    if not mode or str(mode[0][0]).lower() != "wal":
+        raise StoreError(
+            f"cannot use WAL journaling for {db_path} (got {mode[0][0] if mode else None!r}); "
+            "put daemon.state_dir on a local filesystem"
+        )
+    await _pragmas(conn, db_path, f"PRAGMA synchronous = {synchronous}")
+    # Waits out a foreign `sqlite3` shell holding the lock instead of failing at once.
+    await _pragmas(conn, db_path, "PRAGMA busy_timeout = 5000")
+    await _pragmas(conn, db_path, "PRAGMA foreign_keys = ON")
+    # After a checkpoint, shrink the WAL back instead of keeping its peak size.
+    await _pragmas(conn, db_path, "PRAGMA journal_size_limit = 67108864")
+
+
+async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    # Best effort: everything worth keeping is committed already.
+    with contextlib.suppress(Exception):
+        await conn.close()
