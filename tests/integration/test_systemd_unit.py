@@ -13,14 +13,18 @@ script installed in this virtualenv, and changes nothing else.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from checkpointd.config.loader import load_config
 from checkpointd.config.models import DaemonConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,3 +281,119 @@ def test_without_the_units_environment_polars_cannot_start_under_it():
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "could not execute mprotect for CPUID check" in result.stderr
+
+
+# ------------------------------------------------- container image and Kubernetes example
+# Neither is built or applied here (no container engine, no cluster); these checks keep
+# the shipped files consistent with the daemon they describe.
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+K8S_DOCS = ROOT / "docs" / "kubernetes.md"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_the_image_runs_the_daemon_as_a_non_root_user():
+    instructions = dockerfile_instructions()
+    final_stage = instructions[
+        max(i for i, (word, _) in enumerate(instructions) if word == "FROM") :
+    ]
+    values = {word: rest for word, rest in final_stage}
+
+    assert final_stage[0][1].startswith("python:3.11-slim")
+    assert json.loads(values["ENTRYPOINT"]) == [
+        "checkpointd",
+        "run",
+        "-c",
+        "/etc/checkpointd/checkpointd.yaml",
+        "--loop",
+        "uvloop",
+    ]
+    assert values["EXPOSE"] == "9108"
+    user = values["USER"].split(":")[0]
+    assert user.isdigit()
+    assert int(user) != 0
+    assert json.loads(values["VOLUME"]) == ["/var/lib/checkpointd"]
+    assert "CHECKPOINTD_STATE_DIR=/var/lib/checkpointd" in values["ENV"]
+
+
+def test_the_build_context_holds_what_pip_install_reads():
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = {
+        source
+        for word, rest in dockerfile_instructions()
+        if word == "COPY" and not rest.startswith("--from")
+        for source in rest.split()[:-1]
+    }
+
+    assert patterns[0] == "*"  # an allow-list: nothing else leaks into the image
+    allowed = {p.lstrip("!").rstrip("/") for p in patterns if p.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "src"}
+    assert {"pyproject.toml", "README.md", "src"} <= copied
+
+
+def k8s_documents() -> list[dict[str, Any]]:
+    blocks = re.findall(r"```yaml\n(.*?)```", K8S_DOCS.read_text(), flags=re.DOTALL)
+    return [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+
+
+def k8s_object(kind: str) -> dict[str, Any]:
+    [found] = [doc for doc in k8s_documents() if doc.get("kind") == kind]
+    return found
+
+
+def test_the_kubernetes_example_config_loads(tmp_path):
+    text = k8s_object("ConfigMap")["data"]["checkpointd.yaml"]
+    path = tmp_path / "checkpointd.yaml"
+    path.write_text(text)
+    env = {
+        "SLACK_WEBHOOK": "https://hooks.slack.com/services/T0/B0/X",
+        "CHECKPOINTD_HTTP_LISTEN": "0.0.0.0:9108",
+        "CHECKPOINTD_HTTP_TOKEN": "s3cret",
+    }
+
+    config = load_config(path, env=env)
+
+    assert config.daemon.watch_config is True
+    [checkpoint] = config.checkpoints
+    assert [t.type for t in checkpoint.triggers] == ["file"]
+    assert config.daemon.http.listen == "0.0.0.0:9108"
+
+
+def test_the_kubernetes_example_waits_for_the_drain_and_probes_the_daemon(tmp_path):
+    path = tmp_path / "checkpointd.yaml"
+    path.write_text(k8s_object("ConfigMap")["data"]["checkpointd.yaml"])
+    drain = load_config(path, env={"SLACK_WEBHOOK": "x"}).daemon.graceful_shutdown_timeout
+    pod = k8s_object("Deployment")["spec"]["template"]["spec"]
+    [sidecar] = [c for c in pod["containers"] if c["name"] == "checkpointd"]
+
+    assert pod["terminationGracePeriodSeconds"] > drain.total_seconds()
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    config_mount = next(m for m in sidecar["volumeMounts"] if m["name"] == "config")
+    assert config_mount["mountPath"] == "/etc/checkpointd"
+    assert "subPath" not in config_mount  # subPath mounts never see ConfigMap updates
+    exports = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}["exports"]
+    assert any(m["mountPath"] == exports for c in pod["containers"] for m in c["volumeMounts"])
+    overrides = {e["name"] for e in sidecar["env"] if e["name"].startswith("CHECKPOINTD_")}
+    assert overrides == {
+        "CHECKPOINTD_HTTP_LISTEN",
+        "CHECKPOINTD_STATE_DIR",
+        "CHECKPOINTD_LOG_LEVEL",
+        "CHECKPOINTD_LOG_FORMAT",
+        "CHECKPOINTD_HTTP_TOKEN",
+    }

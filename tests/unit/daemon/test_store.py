@@ -620,8 +620,12 @@ async def test_a_run_cancelled_by_a_drain_is_journaled_interrupted_so_the_next_s
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     event = TriggerEvent(type="file", key="file:/in/a.csv:10:1", fired_at=now, checkpoint="cp")
     cancelled = CheckpointResult(
-        run_id="0192f0a4-0000-7000-8000-000000000001", checkpoint="cp",
-        status=Status.CANCELLED, started_at=now, finished_at=now, trigger=event.info(),
+        run_id="0192f0a4-0000-7000-8000-000000000001",
+        checkpoint="cp",
+        status=Status.CANCELLED,
+        started_at=now,
+        finished_at=now,
+        trigger=event.info(),
     )
     async with await Store.open(tmp_path) as store:
         assert await store.journal_accept(event, "cp")
