@@ -296,6 +296,14 @@ class ScheduleTrigger(Model):
             raise ValueError(f"a schedule needs exactly one of cron, interval, at; found {found}")
         if self.interval is not None and self.interval.total_seconds() <= 0:
             raise ValueError("interval must be greater than 0")
+        if self.cron is not None or self.at is not None:
+            # The schedule module owns the date arithmetic (and the only APScheduler import);
+            # compiling here turns a bad cron field or `at` into an error with its path.
+            from datetime import UTC, datetime
+
+            from checkpointd.triggers.schedule import compile_schedule
+
+            compile_schedule(self, anchor=datetime.now(UTC))
         return self
 
     @field_validator("cron")

@@ -344,3 +344,21 @@ def test_a_yaml_syntax_error_carries_its_line_and_column() -> None:
     assert issue.line == 4
     assert "at column 1" in issue.message
     assert str(issue).startswith("broken.yaml:4: invalid YAML: ")
+
+
+@pytest.mark.parametrize(
+    ("trigger", "fragment"),
+    [
+        ('{type: schedule, cron: "61 * * * *"}', "higher than the maximum value (59)"),
+        ('{type: schedule, at: "tomorrow"}', "expected an ISO 8601 datetime"),
+    ],
+)
+def test_cron_fields_and_at_are_checked_when_the_config_loads(trigger, fragment):
+    text = (
+        "checkpoints:\n  - name: a\n    data_source: {type: inline, rows: [{x: 1}]}\n"
+        f"    triggers:\n      - {trigger}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert "checkpoints[0].triggers[0]" in str(info.value)
+    assert fragment in str(info.value)

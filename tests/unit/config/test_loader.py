@@ -129,13 +129,19 @@ def test_yaml_base_60_numbers_and_dates_stay_strings() -> None:
         "  - name: nightly\n"
         "    description: 2024-01-01\n"
         "    data_source: {type: csv, path: a.csv}\n"
-        "    triggers: [{type: schedule, at: 2:30}]\n",
+        "    triggers: [{type: schedule, at: 2026-12-01T02:30:00Z}]\n",
         env={},
     )
     trigger = config.checkpoints[0].triggers[0]
     assert isinstance(trigger, ScheduleTrigger)
-    assert trigger.at == "2:30"
+    assert trigger.at == "2026-12-01T02:30:00Z"
     assert config.checkpoints[0].description == "2024-01-01"
+    with pytest.raises(ConfigError, match="found '2:30'"):  # not the base-60 number 150
+        parse_config(
+            "checkpoints:\n  - name: a\n    data_source: {type: csv, path: a.csv}\n"
+            "    retries: {delay: 2:30}\n",
+            env={},
+        )
 
 
 def test_yaml_anchors_and_merge_keys_work() -> None:
