@@ -48,8 +48,9 @@ class RunJournal(Protocol):
 class ResultSink(Protocol):
     """Where finished results go after the bounded result queue."""
 
-    async def handle(self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]) -> None:
-        ...
+    async def handle(
+        self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]
+    ) -> None: ...
 
 
 Emit = Callable[["TriggerEvent"], Awaitable[bool]]

@@ -14,14 +14,14 @@ from checkpointd.checkpoints.result import TriggerInfo
 class TriggerEvent:
     """One firing of one trigger.
 
-    ``key`` is the idempotency key (Kafka topic/partition/offset, file
-    path+size+mtime_ns, schedule name+fire time): the journal refuses a key it
-    has already seen, so a duplicate event is harmless.
+        ``key`` is the idempotency key (Kafka topic/partition/offset, file
+        path+size+mtime_ns, schedule name+fire time): the journal refuses a key it
+        has already seen, so a duplicate event is harmless.
 
-    ``params`` fill ``{trigger.NAME}`` placeholders in a data source
-    (``{trigger.path}`` for the file trigger). ``records`` carries the decoded
-    messages of a Kafka batch for a ``kafka_batch`` data source. ``run_id``, when
-set, is the id the run will carry (the manual trigger answers with it at once).
+        ``params`` fill ``{trigger.NAME}`` placeholders in a data source
+        (``{trigger.path}`` for the file trigger). ``records`` carries the decoded
+        messages of a Kafka batch for a ``kafka_batch`` data source. ``run_id``, when
+    set, is the id the run will carry (the manual trigger answers with it at once).
     """
 
     type: str

@@ -1,0 +1,324 @@
+"""The daemon: ``serve()`` → ``startup()`` → ``main_loop()`` → ``shutdown()``.
+
+Signal handlers only set flags (:meth:`Daemon.handle_exit`,
+:meth:`Daemon.handle_reload`); the work happens on the loop. Shutdown runs in
+a fixed order: triggers stop, ``/readyz`` turns 503, in-flight runs drain for
+up to ``graceful_shutdown_timeout``, the rest are cancelled (recorded as
+cancelled, journaled as interrupted), the store is flushed, the HTTP server
+closes. A second SIGINT cuts the drain short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from checkpointd.checkpoints.checkpoint import Checkpoint
+from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.clock import SYSTEM_CLOCK, Clock
+from checkpointd.config.models import CheckpointConfig, Config
+from checkpointd.daemon.control import DaemonControl
+from checkpointd.daemon.guarded import GuardedCheckpoint
+from checkpointd.daemon.http import HttpServer, build_app
+from checkpointd.daemon.looplag import LoopLagMonitor
+from checkpointd.daemon.metrics import Metrics
+from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
+from checkpointd.daemon.sdnotify import SdNotifier
+from checkpointd.daemon.store import Store
+from checkpointd.daemon.store_model import JournalEntry
+from checkpointd.daemon.triggerset import TriggerSet, build_sources
+from checkpointd.errors import CheckpointdError
+from checkpointd.triggers.event import TriggerEvent
+
+log = structlog.get_logger("checkpointd.daemon")
+
+RUN_THREAD_PREFIX = "checkpointd-run"
+
+RETENTION_EVERY = 600.0
+"""Seconds between retention sweeps."""
+
+
+class Daemon:
+    """One checkpointd process. Build it outside the loop; ``await serve()`` inside."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        notifier: SdNotifier | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics(registry or CollectorRegistry(), clock=clock)
+        self.notifier = notifier or SdNotifier()
+        self.store: Store | None = None
+        self.runner: AsyncCheckpointRunner | None = None
+        self.http: HttpServer | None = None
+        self.triggers = TriggerSet(self._emit)
+        self.checkpoints: dict[str, GuardedCheckpoint] = {}
+        # Loading and validation run here, not in the loop's default executor: a run cut off
+        # by its timeout or by the drain may leave its thread busy, and asyncio would wait
+        # for the default executor at exit. See daemon/main.py for how exit handles that.
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.daemon.max_concurrent_checkpoints + 2,
+            thread_name_prefix=RUN_THREAD_PREFIX,
+        )
+        self.looplag = LoopLagMonitor(on_sample=self.metrics.set_event_loop_lag)
+        self.should_exit = False
+        self.force_exit = False
+        self.exit_code = 0
+        self._started = False
+        self._draining = False
+        self._recovered: list[JournalEntry] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._exit_event: asyncio.Event | None = None
+        self._force_event: asyncio.Event | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self.control = DaemonControl(self)
+
+    # ------------------------------------------------------------ signals
+
+    def handle_exit(self, sig: int | None = None) -> None:
+        """SIGTERM/SIGINT: start draining; a second SIGINT forces the stop."""
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            if self._force_event is not None:
+                self._force_event.set()
+        self.should_exit = True
+        if self._exit_event is not None:
+            self._exit_event.set()
+
+    def handle_reload(self) -> None:
+        """SIGHUP: reload the config file on the loop."""
+        self._spawn(self.control.reload("sighup"), "reload")
+
+    # ---------------------------------------------------------- lifecycle
+
+    async def serve(self, shutdown_trigger: Awaitable[Any] | None = None) -> int:
+        """Run until a signal, ``handle_exit()`` or ``shutdown_trigger`` completes.
+
+        Returns the process exit code: 0 after a clean drain, 1 when start-up
+        failed or a critical task died.
+        """
+        self._exit_event = asyncio.Event()
+        self._force_event = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._install_signal_handlers()
+        try:
+            await self.startup()
+        except CheckpointdError as exc:
+            log.error("start-up failed", error=str(exc))
+            await self.shutdown()
+            return 1
+        if shutdown_trigger is not None:
+            self._spawn(self._wait_trigger(shutdown_trigger), "shutdown-trigger")
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+        return self.exit_code
+
+    async def startup(self) -> None:
+        config = self.config
+        d = config.daemon
+        self.notifier.status("starting")
+        self.metrics.config_loaded()
+        self.store = await Store.open(
+            d.state_dir,
+            on_recover=self._collect_recovered,
+            retention=d.retention,
+            clock=self.clock,
+        )
+        for cp in config.checkpoints:
+            self.checkpoints[cp.name] = self._guard(cp)
+        self.runner = AsyncCheckpointRunner(
+            list(self.checkpoints.values()),
+            AsyncRunnerConfig.from_daemon(d),
+            journal=self.store,
+            sink=self,
+            clock=self.clock,
+        )
+        self.metrics.set_pool_slots(d.max_concurrent_checkpoints)
+        await self.runner.start_async()
+        self.metrics.watch_result_queue(self.runner.result_queue)
+        token = d.http.token.get_secret_value() if d.http.token else None
+        app = build_app(self.control, token=token, max_body_bytes=d.http.max_body_bytes)
+        self.http = HttpServer(app, d.http.host, d.http.port)
+        await self.http.start()
+        self._spawn(self.looplag.run(), "looplag")
+        await self._recover()
+        for cp in config.checkpoints:
+            self._start_sources(cp)
+        if d.retention.max_age is not None or d.retention.max_runs_per_checkpoint is not None:
+            self._spawn(self._retention_loop(), "retention")
+        if d.watch_config and config.source is not None:
+            self._spawn(self.control.watch_config_loop(), "watch-config")
+        interval = self.notifier.watchdog_interval()
+        if interval is not None:
+            self._spawn(self.notifier.watchdog_loop(self.control.is_healthy), "watchdog")
+        self._started = True
+        self.notifier.ready()
+        self.notifier.status(self.control.status_line())
+        log.info(
+            "checkpointd started",
+            checkpoints=len(self.checkpoints),
+            triggers=len(self.triggers),
+            listen=f"{d.http.host}:{self.http.bound_port}",
+            state_dir=str(d.state_dir),
+            recovered=len(self._recovered),
+        )
+
+    async def main_loop(self) -> None:
+        assert self._exit_event is not None
+        while not self._exit_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit_event.wait()
+            if self.runner is not None and self.runner.stop_reason is not None:
+                log.warning("runner stopped itself", reason=self.runner.stop_reason)
+                self.exit_code = 1
+                break
+            dead = self._dead_critical()
+            if dead:
+                log.error("critical task died; exiting so the supervisor restarts us", task=dead)
+                self.exit_code = 1
+                break
+
+    async def shutdown(self) -> None:
+        self._draining = True
+        self.notifier.stopping()
+        self.notifier.status("draining")
+        log.info("stopping: triggers first, then draining in-flight runs")
+        await self.triggers.stop()
+        if self.runner is not None:
+            drain = asyncio.ensure_future(self.runner.stop_async())
+            assert self._force_event is not None
+            force = asyncio.ensure_future(self._force_event.wait())
+            await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+            if not drain.done():
+                log.warning("second interrupt: cancelling in-flight runs now")
+                self.runner.cancel_all()
+                await drain
+            force.cancel()
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.http is not None:
+            await self.http.stop()
+        if self.store is not None:
+            await self.store.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("checkpointd stopped", exit_code=self.exit_code)
+
+    # ------------------------------------------------------------- wiring
+
+    def _guard(self, cp: CheckpointConfig) -> GuardedCheckpoint:
+        return GuardedCheckpoint(
+            Checkpoint(cp, clock=self.clock), metrics=self.metrics, clock=self.clock
+        )
+
+    def _start_sources(self, cp: CheckpointConfig) -> None:
+        assert self.store is not None
+        sources = build_sources(cp, state=self.store, metrics=self.metrics, clock=self.clock)
+        self.triggers.start(cp.name, sources)
+
+    async def _emit(self, event: TriggerEvent) -> bool:
+        """Every trigger's path in: journal, then wait for a pool slot (backpressure)."""
+        name = event.checkpoint
+        runner = self.runner
+        if name is None or name not in self.checkpoints or runner is None or self._draining:
+            return False
+        accepted = await runner.submit_event(name, event)
+        if accepted:
+            self.metrics.trigger_event(event.type, name)
+            lag = (self.clock.now() - event.fired_at).total_seconds()
+            self.metrics.observe_trigger_lag(event.type, lag)
+        return accepted
+
+    async def handle(self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]) -> None:
+        """ResultSink: count, log, and finish file triggers (move on success/failure)."""
+        for result, event in items:
+            self.metrics.observe_result(result)
+            log.info(
+                "run finished",
+                run_id=result.run_id,
+                checkpoint=result.checkpoint,
+                status=result.status.value,
+                duration=round(result.duration_seconds, 4),
+                attempt=result.attempt,
+                error=result.error,
+            )
+            if event is not None and event.type == "file" and result.status is not Status.SKIPPED:
+                for source in self.triggers.sources(result.checkpoint):
+                    finish = getattr(source, "finish", None)
+                    if finish is not None:
+                        await finish(event, result.status.is_ok)
+
+    async def _collect_recovered(self, entries: list[JournalEntry]) -> None:
+        self._recovered.extend(entries)
+
+    async def _recover(self) -> None:
+        """Journal rows a crash (or a forced stop) left behind: re-run or mark interrupted."""
+        assert self.store is not None
+        assert self.runner is not None
+        entries = list(self._recovered)
+        if self.config.daemon.on_crash == "rerun":
+            entries += await self.store.journal_entries(state="interrupted")
+        if not entries:
+            return
+        self.metrics.runs_recovered(len(entries))
+        policy = self.config.daemon.on_crash
+        log.warning("recovering runs left unfinished", count=len(entries), policy=policy)
+        for entry in entries:
+            if policy == "rerun" and entry.checkpoint in self.checkpoints:
+                await self.runner.resubmit_event(entry.checkpoint, entry.to_event())
+            else:
+                await self.store.journal_mark(entry.key, entry.checkpoint, "interrupted")
+
+    # -------------------------------------------------------------- tasks
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _wait_trigger(self, trigger: Awaitable[Any]) -> None:
+        await trigger
+        self.handle_exit()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, self.handle_exit, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGINT, self.handle_exit, signal.SIGINT)
+            loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+
+    def _dead_critical(self) -> str | None:
+        if self.store is not None and not self.store.healthy:
+            return "store-writer"
+        if self.runner is not None and not self.runner.healthy:
+            return "runner"
+        return None
+
+    async def _retention_loop(self) -> None:
+        assert self.store is not None
+        while True:
+            try:
+                report = await self.store.apply_retention()
+                log.info("retention applied", report=str(report))
+            except CheckpointdError as exc:
+                log.error("retention failed", error=str(exc))
+            await asyncio.sleep(RETENTION_EVERY)

@@ -1,0 +1,247 @@
+"""The daemon's HTTP surface (aiohttp AppRunner + TCPSite, never ``run_app``).
+
+    GET  /metrics                        Prometheus text format
+    GET  /healthz                        200 while the loop is responsive and critical tasks live
+    GET  /readyz                         200 when config, store and triggers are up; 503 draining
+    GET  /api/v1/checkpoints             name, triggers, last status, last run, next fire time
+    GET  /api/v1/checkpoints/{name}/runs runs of one checkpoint, newest first
+    POST /api/v1/checkpoints/{name}/runs run it now: 202 with the run id
+    GET  /api/v1/runs?checkpoint=&status=&limit=
+    GET  /api/v1/runs/{id}
+    POST /-/reload                       re-read the config file
+
+Mutating calls need ``Authorization: Bearer <daemon.http.token>`` when a token is
+set. Every error is JSON: ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.errors import CheckpointdError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_RUN_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
+_MAX_LIMIT = 1000
+
+
+class ReloadOutcome(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def errors(self) -> list[str]: ...
+
+    @property
+    def summary(self) -> str: ...
+
+
+class DaemonApi(Protocol):
+    """What the HTTP layer needs from the daemon."""
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def checkpoints_overview(self) -> list[dict[str, Any]]: ...
+
+    async def trigger_manual(self, name: str) -> str | None:
+        """Queue a manual run; the run id, or None when no checkpoint has that name."""
+        ...
+
+    async def reload(self, reason: str) -> ReloadOutcome: ...
+
+    async def list_runs(
+        self, *, checkpoint: str | None, status: str | None, limit: int
+    ) -> list[CheckpointResult]: ...
+
+    async def get_run(self, run_id: str) -> CheckpointResult | None: ...
+
+    def render_metrics(self) -> tuple[bytes, str]: ...
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; the only hosts allowed without a token."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(api: DaemonApi, *, token: str | None, max_body_bytes: int) -> web.Application:
+    """The aiohttp application; separate from serving so tests can use it directly."""
+
+    @web.middleware
+    async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.content_type == "application/json":
+                raise
+            message = (
+                exc.reason
+                if exc.status != 413
+                else (f"request body too large; the limit is {max_body_bytes} bytes")
+            )
+            return _error(exc.status, message)
+        except CheckpointdError as exc:
+            return _error(500, str(exc))
+
+    def authorized(request: web.Request) -> bool:
+        if token is None:
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        )
+
+    def need_token(handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not authorized(request):
+                return _error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
+            return await handler(request)
+
+        return guarded
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = api.render_metrics()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok, detail = api.health()
+        return web.json_response(
+            {"status": "ok" if ok else "unhealthy", **detail}, status=200 if ok else 503
+        )
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok, detail = api.readiness()
+        return web.json_response(
+            {"status": "ready" if ok else "not ready", **detail}, status=200 if ok else 503
+        )
+
+    async def list_checkpoints(request: web.Request) -> web.Response:
+        return web.json_response({"checkpoints": await api.checkpoints_overview()})
+
+    def _name(request: web.Request) -> str:
+        name = request.match_info["name"]
+        if not _NAME.match(name):
+            raise web.HTTPBadRequest(reason=f"invalid checkpoint name {name[:64]!r}")
+        return name
+
+    async def run_checkpoint(request: web.Request) -> web.Response:
+        name = _name(request)
+        run_id = await api.trigger_manual(name)
+        if run_id is None:
+            return _error(404, f"no checkpoint named {name!r}")
+        return web.json_response(
+            {
+                "run_id": run_id,
+                "checkpoint": name,
+                "status": "accepted",
+                "href": f"/api/v1/runs/{run_id}",
+            },
+            status=202,
+        )
+
+    def _query(request: web.Request) -> tuple[str | None, str | None, int]:
+        status = request.query.get("status")
+        if status is not None and status not in {s.value for s in Status}:
+            allowed = ", ".join(s.value for s in Status)
+            raise web.HTTPBadRequest(reason=f"unknown status {status[:32]!r}; one of {allowed}")
+        raw_limit = request.query.get("limit", "50")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
+            raise web.HTTPBadRequest(reason=f"limit must be an integer from 1 to {_MAX_LIMIT}")
+        checkpoint = request.query.get("checkpoint")
+        if checkpoint is not None and not _NAME.match(checkpoint):
+            raise web.HTTPBadRequest(reason=f"invalid checkpoint name {checkpoint[:64]!r}")
+        return checkpoint, status, int(raw_limit)
+
+    async def runs(request: web.Request) -> web.Response:
+        checkpoint, status, limit = _query(request)
+        found = await api.list_runs(checkpoint=checkpoint, status=status, limit=limit)
+        return web.json_response({"runs": [r.to_dict() for r in found]})
+
+    async def checkpoint_runs(request: web.Request) -> web.Response:
+        name = _name(request)
+        _, status, limit = _query(request)
+        found = await api.list_runs(checkpoint=name, status=status, limit=limit)
+        return web.json_response({"runs": [r.to_dict() for r in found]})
+
+    async def run_by_id(request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        if not _RUN_ID.match(run_id):
+            return _error(400, "a run id is a UUID such as 0192f0a4-...")
+        result = await api.get_run(run_id)
+        if result is None:
+            return _error(404, f"no run with id {run_id}")
+        return web.json_response(result.to_dict())
+
+    async def reload(request: web.Request) -> web.Response:
+        outcome = await api.reload("http")
+        body = {
+            "result": "success" if outcome.ok else "failure",
+            "summary": outcome.summary,
+            "errors": outcome.errors,
+        }
+        return web.json_response(
+            body, status=200 if outcome.ok else 400, dumps=lambda o: json.dumps(o, default=str)
+        )
+
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_as_json])
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/checkpoints", list_checkpoints)
+    app.router.add_get("/api/v1/checkpoints/{name}/runs", checkpoint_runs)
+    app.router.add_post("/api/v1/checkpoints/{name}/runs", need_token(run_checkpoint))
+    app.router.add_get("/api/v1/runs", runs)
+    app.router.add_get("/api/v1/runs/{run_id}", run_by_id)
+    app.router.add_post("/-/reload", need_token(reload))
+    return app
+
+
+class HttpServer:
+    """Serves ``build_app`` on host:port; ``start()``/``stop()`` are the daemon's to call."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._host = host
+        self._port = port
+        self._site: web.TCPSite | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await self._site.start()
+
+    @property
+    def bound_port(self) -> int:
+        """The real port (differs from the configured one when that was 0)."""
+        server = self._site._server if self._site else None
+        sockets = getattr(server, "sockets", None)
+        if not sockets:
+            return self._port
+        return int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

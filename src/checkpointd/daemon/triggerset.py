@@ -1,0 +1,134 @@
+"""The daemon's live trigger sources: built from config, supervised, replaced on reload.
+
+Each source runs in its own task. A source that raises is logged and
+restarted after a capped backoff: one flaky trigger must not take the daemon
+down, and a trigger that dies silently would be a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from checkpointd.asyncutils import backoff_delay
+from checkpointd.clock import SYSTEM_CLOCK, Clock
+from checkpointd.config.models import CheckpointConfig, FileTrigger, ScheduleTrigger
+from checkpointd.daemon.metrics import Metrics
+from checkpointd.protocols import Emit, StateStore, TriggerSource
+from checkpointd.triggers.file import FileSource
+from checkpointd.triggers.schedule import ScheduleSource
+
+log = structlog.get_logger("checkpointd.triggers")
+
+SourceFactory = Callable[[CheckpointConfig, int, Any], TriggerSource | None]
+
+
+@dataclass
+class _Running:
+    source: TriggerSource
+    checkpoint: str
+    task: asyncio.Task[None]
+
+
+def build_sources(
+    checkpoint: CheckpointConfig,
+    *,
+    state: StateStore,
+    metrics: Metrics,
+    clock: Clock = SYSTEM_CLOCK,
+    extra: Iterable[SourceFactory] = (),
+) -> list[TriggerSource]:
+    """The trigger sources of one checkpoint (manual triggers need none: HTTP serves them)."""
+    sources: list[TriggerSource] = []
+    for index, spec in enumerate(checkpoint.triggers):
+        if isinstance(spec, ScheduleTrigger):
+            sources.append(
+                ScheduleSource(
+                    checkpoint.name,
+                    index,
+                    spec,
+                    catch_up=checkpoint.catch_up,
+                    max_catch_up=checkpoint.max_catch_up,
+                    state=state,
+                    clock=clock,
+                    on_misfire=metrics.schedule_misfire,
+                )
+            )
+        elif isinstance(spec, FileTrigger):
+            sources.append(
+                FileSource(
+                    checkpoint.name,
+                    index,
+                    spec,
+                    state=state,
+                    clock=clock,
+                    on_refused=metrics.file_trigger_refused,
+                )
+            )
+        else:
+            for factory in extra:
+                built = factory(checkpoint, index, spec)
+                if built is not None:
+                    sources.append(built)
+    return sources
+
+
+class TriggerSet:
+    """Owns the running source tasks, keyed by source name."""
+
+    def __init__(self, emit: Emit, *, max_restart_delay: float = 30.0) -> None:
+        self._emit = emit
+        self._running: dict[str, _Running] = {}
+        self._max_delay = max_restart_delay
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def names(self, checkpoint: str | None = None) -> list[str]:
+        return [n for n, r in self._running.items() if checkpoint in (None, r.checkpoint)]
+
+    def sources(self, checkpoint: str) -> list[TriggerSource]:
+        return [r.source for r in self._running.values() if r.checkpoint == checkpoint]
+
+    def start(self, checkpoint: str, sources: Iterable[TriggerSource]) -> None:
+        loop = asyncio.get_running_loop()
+        for source in sources:
+            if source.name in self._running:
+                raise ValueError(f"trigger source {source.name} is already running")
+            task = loop.create_task(self._supervise(source), name=f"trigger:{source.name}")
+            self._running[source.name] = _Running(source, checkpoint, task)
+
+    async def stop(self, checkpoint: str | None = None) -> None:
+        """Stop the sources of one checkpoint, or all of them."""
+        doomed = [n for n, r in self._running.items() if checkpoint in (None, r.checkpoint)]
+        tasks = [self._running.pop(n).task for n in doomed]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def dead(self) -> list[str]:
+        """Sources whose task ended (they should run until cancelled)."""
+        return [n for n, r in self._running.items() if r.task.done()]
+
+    async def _supervise(self, source: TriggerSource) -> None:
+        failures = 0
+        while True:
+            try:
+                await source.run(self._emit)
+                log.warning("trigger source returned; restarting it", source=source.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("trigger source failed; restarting it", source=source.name)
+            failures += 1
+            delay = backoff_delay(
+                failures, delay=0.5, backoff=2.0, max_delay=self._max_delay, jitter=False
+            )
+            await asyncio.sleep(delay)
