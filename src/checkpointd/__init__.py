@@ -1,1 +1,176 @@
-"""checkpointd: a daemon that keeps data honest."""
+"""checkpointd: a daemon that keeps data honest, and the library it is built from.
+
+Everything a program needs is importable from here::
+
+    from checkpointd import Checkpoint, AsyncCheckpointRunner, run_async_in_sync
+
+Running checkpoints: :class:`Checkpoint`, :class:`AsyncCheckpointRunner` with
+:class:`AsyncRunnerConfig`, :class:`CheckpointPool`, :func:`run_checkpoint_async`,
+:func:`run_checkpoints_parallel`. Results: :class:`CheckpointResult`, :class:`Status`,
+:class:`ValidatorResult`, :class:`TriggerInfo`. Plug-ins: :class:`AsyncBaseTrigger`
+and :class:`TriggerEvent`; :class:`AsyncBaseAction`, :class:`SyncActionAdapter`,
+:func:`adapt_to_async`, :class:`ActionResult`, :class:`ActionStatus` and the
+strategies that run actions (:class:`SequentialStrategy`, :class:`ConcurrentStrategy`,
+:class:`PipelineStrategy`, :class:`AsyncExecutionContext`). Async helpers:
+:func:`with_retry`, :func:`with_timeout`, :func:`with_semaphore`,
+:func:`run_async_in_sync`. Config: :class:`Config`, :class:`CheckpointConfig`,
+:func:`load_config`. Errors: :class:`CheckpointdError` and its subclasses.
+
+``import checkpointd`` stays cheap (no polars, pydantic or aiohttp): a name is
+imported from its module the first time it is used. The guide with an example
+for each name is docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The errors are tiny and needed by `except` clauses, so they are imported at once.
+from checkpointd.errors import (
+    CheckpointdError,
+    ConfigError,
+    ConfigIssue,
+    DataSourceError,
+    DeliveryError,
+    RunnerError,
+    StateDirInUseError,
+    StoreError,
+    ValidatorError,
+)
+
+if TYPE_CHECKING:
+    from checkpointd.actions.base import (
+        ActionResult,
+        ActionStatus,
+        AsyncBaseAction,
+        SyncActionAdapter,
+        adapt_to_async,
+    )
+    from checkpointd.actions.strategies import (
+        AsyncExecutionContext,
+        ConcurrentStrategy,
+        PipelineStrategy,
+        SequentialStrategy,
+    )
+    from checkpointd.asyncutils import run_async_in_sync, with_retry, with_semaphore, with_timeout
+    from checkpointd.checkpoints.checkpoint import Checkpoint
+    from checkpointd.checkpoints.result import (
+        CheckpointResult,
+        Status,
+        TriggerInfo,
+        ValidatorResult,
+    )
+    from checkpointd.config.loader import load_config
+    from checkpointd.config.models import CheckpointConfig, Config
+    from checkpointd.daemon.pool import run_checkpoints_parallel
+    from checkpointd.daemon.runner import AsyncCheckpointRunner
+    from checkpointd.daemon.runner_config import AsyncRunnerConfig
+    from checkpointd.daemon.runs import run_checkpoint_async
+    from checkpointd.daemon.stats import RunnerStats
+    from checkpointd.daemon.workerpool import CheckpointPool
+    from checkpointd.triggers.base import AsyncBaseTrigger
+    from checkpointd.triggers.event import TriggerEvent
+
+    __version__: str
+
+__all__ = [
+    "ActionResult",
+    "ActionStatus",
+    "AsyncBaseAction",
+    "AsyncBaseTrigger",
+    "AsyncCheckpointRunner",
+    "AsyncExecutionContext",
+    "AsyncRunnerConfig",
+    "Checkpoint",
+    "CheckpointConfig",
+    "CheckpointPool",
+    "CheckpointResult",
+    "CheckpointdError",
+    "ConcurrentStrategy",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "DataSourceError",
+    "DeliveryError",
+    "PipelineStrategy",
+    "RunnerError",
+    "RunnerStats",
+    "SequentialStrategy",
+    "StateDirInUseError",
+    "Status",
+    "StoreError",
+    "SyncActionAdapter",
+    "TriggerEvent",
+    "TriggerInfo",
+    "ValidatorError",
+    "ValidatorResult",
+    "__version__",
+    "adapt_to_async",
+    "load_config",
+    "run_async_in_sync",
+    "run_checkpoint_async",
+    "run_checkpoints_parallel",
+    "with_retry",
+    "with_semaphore",
+    "with_timeout",
+]
+
+# Public name -> the module that defines it, imported on first use.
+_LAZY: dict[str, str] = {
+    "ActionResult": "checkpointd.actions.base",
+    "ActionStatus": "checkpointd.actions.base",
+    "AsyncBaseAction": "checkpointd.actions.base",
+    "SyncActionAdapter": "checkpointd.actions.base",
+    "adapt_to_async": "checkpointd.actions.base",
+    "AsyncExecutionContext": "checkpointd.actions.strategies",
+    "ConcurrentStrategy": "checkpointd.actions.strategies",
+    "PipelineStrategy": "checkpointd.actions.strategies",
+    "SequentialStrategy": "checkpointd.actions.strategies",
+    "run_async_in_sync": "checkpointd.asyncutils",
+    "with_retry": "checkpointd.asyncutils",
+    "with_semaphore": "checkpointd.asyncutils",
+    "with_timeout": "checkpointd.asyncutils",
+    "Checkpoint": "checkpointd.checkpoints.checkpoint",
+    "CheckpointResult": "checkpointd.checkpoints.result",
+    "Status": "checkpointd.checkpoints.result",
+    "TriggerInfo": "checkpointd.checkpoints.result",
+    "ValidatorResult": "checkpointd.checkpoints.result",
+    "load_config": "checkpointd.config.loader",
+    "CheckpointConfig": "checkpointd.config.models",
+    "Config": "checkpointd.config.models",
+    "run_checkpoints_parallel": "checkpointd.daemon.pool",
+    "AsyncCheckpointRunner": "checkpointd.daemon.runner",
+    "AsyncRunnerConfig": "checkpointd.daemon.runner_config",
+    "run_checkpoint_async": "checkpointd.daemon.runs",
+    "RunnerStats": "checkpointd.daemon.stats",
+    "CheckpointPool": "checkpointd.daemon.workerpool",
+    "AsyncBaseTrigger": "checkpointd.triggers.base",
+    "TriggerEvent": "checkpointd.triggers.event",
+}
+
+
+# Hidden from type checkers, which see the imports above instead: a typo in
+# `from checkpointd import Chekpoint` is then a type error, not Any.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name == "__version__":
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                found = version("checkpointd")
+            except PackageNotFoundError:  # running from a source tree that was never installed
+                found = "0+unknown"
+            globals()[name] = found
+            return found
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

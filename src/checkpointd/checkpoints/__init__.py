@@ -1,1 +1,57 @@
-"""checkpoints"""
+"""Checkpoints: a data source, its validators, the run itself and the result it returns.
+
+``Checkpoint`` (in ``checkpoint``) runs; ``CheckpointResult``, ``Status``,
+``ValidatorResult`` and ``TriggerInfo`` (in ``result``) describe what happened.
+Names are imported on first use, so ``checkpointd.checkpoints.result`` can be
+imported without polars.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from checkpointd.checkpoints.checkpoint import Checkpoint
+    from checkpointd.checkpoints.result import (
+        CheckpointResult,
+        Status,
+        TriggerInfo,
+        ValidatorResult,
+        overall_status,
+    )
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointResult",
+    "Status",
+    "TriggerInfo",
+    "ValidatorResult",
+    "overall_status",
+]
+
+_LAZY: dict[str, str] = {
+    "Checkpoint": "checkpointd.checkpoints.checkpoint",
+    "CheckpointResult": "checkpointd.checkpoints.result",
+    "Status": "checkpointd.checkpoints.result",
+    "TriggerInfo": "checkpointd.checkpoints.result",
+    "ValidatorResult": "checkpointd.checkpoints.result",
+    "overall_status": "checkpointd.checkpoints.result",
+}
+
+
+# Hidden from type checkers, which see the imports above instead: a typo in
+# `from checkpointd import Chekpoint` is then a type error, not Any.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,1 +1,40 @@
-"""triggers"""
+"""Triggers: each turns the outside world into :class:`TriggerEvent` objects.
+
+The daemon's own triggers (``schedule``, ``file``, ...) push events; a polled
+trigger of your own subclasses :class:`AsyncBaseTrigger` (see ``base``).
+Names are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from checkpointd.triggers.base import AsyncBaseTrigger, AsyncTrigger
+    from checkpointd.triggers.event import TriggerEvent
+
+__all__ = ["AsyncBaseTrigger", "AsyncTrigger", "TriggerEvent"]
+
+_LAZY: dict[str, str] = {
+    "AsyncBaseTrigger": "checkpointd.triggers.base",
+    "AsyncTrigger": "checkpointd.triggers.base",
+    "TriggerEvent": "checkpointd.triggers.event",
+}
+
+
+# Hidden from type checkers, which see the imports above instead: a typo in
+# `from checkpointd import Chekpoint` is then a type error, not Any.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
