@@ -10,8 +10,9 @@ modules does not import all the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from checkpointd._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from checkpointd.daemon.app import Daemon
@@ -49,15 +50,4 @@ _LAZY: dict[str, str] = {
 # Hidden from type checkers, which see the imports above instead: a typo in
 # `from checkpointd import Chekpoint` is then a type error, not Any.
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

@@ -7,8 +7,9 @@ Names are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from checkpointd._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from checkpointd.triggers.base import AsyncBaseTrigger, AsyncTrigger
@@ -26,15 +27,4 @@ _LAZY: dict[str, str] = {
 # Hidden from type checkers, which see the imports above instead: a typo in
 # `from checkpointd import Chekpoint` is then a type error, not Any.
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
