@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from checkpointd.checkpoints.result import Status
+from checkpointd.cli_actions import add_actions, add_deliveries
 from checkpointd.errors import CheckpointdError, ConfigError, StateDirInUseError
 from checkpointd.progress import Progress
 from checkpointd.render import render_history, render_result
@@ -246,7 +247,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- wiring
 
 #: One entry per subcommand, in ``--help`` order.
-COMMANDS: list[Callable[[Subparsers], None]] = [_add_check, _add_run, _add_run_once, _add_history]
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    _add_check,
+    _add_run,
+    _add_run_once,
+    _add_history,
+    add_deliveries,
+    add_actions,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,12 @@
 """Drive the real daemon from outside: a subprocess, its HTTP API, its signals.
 
-``run_daemon(config_text, tmp_path)`` writes the config, starts
-``python -m checkpointd run -c FILE`` on a free loopback port, waits for
-``/readyz`` and yields a ``DaemonProcess``. The loop (uvloop or asyncio) comes
-from ``CHECKPOINTD_TEST_LOOP`` so CI runs the suite under both.
+``run_daemon(config_text, tmp_path, loop=...)`` writes the config, starts
+``python -m checkpointd run -c FILE --loop LOOP`` on a free loopback port,
+waits for ``/readyz`` and yields a ``DaemonProcess``. Tests take the loop from
+the ``daemon_loop`` fixture (tests/e2e/conftest.py), so the suite runs under
+both uvloop and asyncio; without ``loop=`` it is ``CHECKPOINTD_TEST_LOOP``.
+``DaemonProcess.restart()`` starts the daemon again on the same config, port,
+state dir and log, as an operator (or systemd) would after a stop or a crash.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from checkpointd.daemon.store import DB_FILE_NAME
 
 LOOP = os.environ.get("CHECKPOINTD_TEST_LOOP", "asyncio")
 
@@ -68,6 +74,8 @@ class DaemonProcess:
     log_path: Path
     token: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    loop: str = LOOP
+    args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -128,6 +136,31 @@ class DaemonProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def restart(self, *, wait_ready: bool = True) -> DaemonProcess:
+        """Start the daemon again (this one must have exited) with the same everything."""
+        assert self.proc.poll() is not None, "stop the daemon before restarting it"
+        return start_daemon(
+            self.config_path,
+            port=self.port,
+            log_path=self.log_path,
+            env=self.extra_env,
+            token=self.token,
+            args=self.args,
+            loop=self.loop,
+            wait_ready=wait_ready,
+        )
+
+    def post_run(self, checkpoint: str) -> str:
+        """POST a manual run; its run id."""
+        resp = self.post(f"/api/v1/checkpoints/{checkpoint}/runs")
+        assert resp.status == 202, (resp.status, resp.body)
+        return str(resp.json()["run_id"])
+
+    def checkpoints(self) -> dict[str, dict[str, Any]]:
+        resp = self.get("/api/v1/checkpoints")
+        assert resp.status == 200, resp.body
+        return {c["name"]: c for c in resp.json()["checkpoints"]}
+
     def log_events(self) -> list[dict[str, Any]]:
         events = []
         for line in self.log().splitlines():
@@ -151,6 +184,15 @@ def parse_metric(text: str, name: str, labels: dict[str, str]) -> float | None:
     return None
 
 
+def query_state(state_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows from the daemon's SQLite state (only reads; WAL lets it run beside the daemon)."""
+    conn = sqlite3.connect(state_dir / DB_FILE_NAME, timeout=10)
+    try:
+        return list(conn.execute(sql, params).fetchall())
+    finally:
+        conn.close()
+
+
 def start_daemon(
     config_path: Path,
     *,
@@ -159,6 +201,7 @@ def start_daemon(
     env: dict[str, str] | None = None,
     token: str | None = None,
     args: list[str] | None = None,
+    loop: str = LOOP,
     wait_ready: bool = True,
     timeout: float = 60.0,
 ) -> DaemonProcess:
@@ -177,7 +220,7 @@ def start_daemon(
         "-c",
         str(config_path),
         "--loop",
-        LOOP,
+        loop,
         *(args or []),
     ]
     log = log_path.open("ab")
@@ -185,7 +228,16 @@ def start_daemon(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
     )
     log.close()
-    daemon = DaemonProcess(config_path, port, proc, log_path, token=token)
+    daemon = DaemonProcess(
+        config_path,
+        port,
+        proc,
+        log_path,
+        token=token,
+        extra_env=dict(env or {}),
+        loop=loop,
+        args=list(args or []),
+    )
     if wait_ready:
 
         def up() -> bool:
@@ -219,6 +271,7 @@ def run_daemon(
     env: dict[str, str] | None = None,
     token: str | None = None,
     args: list[str] | None = None,
+    loop: str = LOOP,
 ) -> Iterator[DaemonProcess]:
     """Start the daemon on ``config_text`` (written to tmp_path/checkpointd.yaml), stop it after."""
     config_path = tmp_path / "checkpointd.yaml"
@@ -230,6 +283,7 @@ def run_daemon(
         env=env,
         token=token,
         args=args,
+        loop=loop,
     )
     try:
         yield daemon

@@ -172,6 +172,10 @@ class SequentialStrategy:
 
     name = "sequential"
 
+    def stages_for(self, action_count: int) -> tuple[int, ...]:
+        """The delivery stage of each action (the daemon's outbox order): one per action."""
+        return tuple(range(action_count))
+
     async def execute(
         self,
         actions: Sequence[Action],
@@ -201,6 +205,10 @@ class ConcurrentStrategy:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, found {max_concurrency}")
         self.max_concurrency = max_concurrency
+
+    def stages_for(self, action_count: int) -> tuple[int, ...]:
+        """The delivery stage of each action (the daemon's outbox order): all together."""
+        return (0,) * action_count
 
     async def execute(
         self,
@@ -295,6 +303,12 @@ class PipelineStrategy:
             raise ValueError(
                 f"action {missing[0]} is in no pipeline stage; list every action index once"
             )
+
+    def stages_for(self, action_count: int) -> tuple[int, ...]:
+        """The delivery stage of each action (the daemon's outbox order): its stage number."""
+        self.check(action_count)
+        stage_of = {index: number for number, stage in enumerate(self.stages) for index in stage}
+        return tuple(stage_of[index] for index in range(action_count))
 
     async def execute(
         self,

@@ -21,9 +21,9 @@ from typing import Any
 from checkpointd.asyncutils import backoff_delay, run_async_in_sync
 from checkpointd.checkpoints.result import CheckpointResult, Status, overall_status
 from checkpointd.checkpoints.sources import describe_source, fill_placeholders, load_frame
-from checkpointd.checkpoints.validators import Evaluation, evaluate
+from checkpointd.checkpoints.validators import Engine, Evaluation, PlanCache, evaluate
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.config.models import CheckpointConfig
+from checkpointd.config.models import CheckpointConfig, InlineSource, KafkaBatchSource
 from checkpointd.errors import CheckpointdError
 from checkpointd.ids import uuid7
 from checkpointd.triggers.event import TriggerEvent
@@ -48,6 +48,14 @@ class Checkpoint:
         self._executor = executor
         self._rng = rng or random.Random()
         self._sleep = sleep
+        # The validators never change, so whether each check resolves on a schema is
+        # worked out once per schema, not once per run.
+        self._plans = PlanCache()
+        # Rows already in memory: polars' streaming engine only adds a fixed cost per
+        # query (it dominates a small frame's run); files keep the default, which
+        # streams large scans in bounded memory.
+        in_memory = isinstance(config.data_source, InlineSource | KafkaBatchSource)
+        self._engine: Engine = "in-memory" if in_memory else "auto"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> Checkpoint:
@@ -90,22 +98,24 @@ class Checkpoint:
     ) -> CheckpointResult:
         started = self._clock.now()
         timeout = self.config.timeout
+        seconds = timeout.total_seconds() if timeout else None
+        deadline = asyncio.timeout(seconds)
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout.total_seconds() if timeout else None):
+            async with deadline:
                 evaluation = await loop.run_in_executor(
                     self._executor, self._evaluate, event, started
                 )
-        except TimeoutError:
-            seconds = timeout.total_seconds() if timeout else 0.0
-            return self._result(
-                run_id,
-                attempt,
-                event,
-                started,
-                Status.TIMEOUT,
-                error=f"run exceeded its timeout of {seconds:g}s",
+        except TimeoutError as exc:
+            # Only our deadline is a timeout; a TimeoutError from the reading itself (a
+            # network filesystem, say) is an error like any other OSError.
+            status = Status.TIMEOUT if deadline.expired() else Status.ERROR
+            error = (
+                f"run exceeded its timeout of {seconds:g}s"
+                if status is Status.TIMEOUT
+                else f"TimeoutError: {exc}"
             )
+            return self._result(run_id, attempt, event, started, status, error=error)
         except CheckpointdError as exc:
             return self._result(run_id, attempt, event, started, Status.ERROR, error=str(exc))
         except Exception as exc:  # a run never raises: unexpected errors become results
@@ -127,7 +137,14 @@ class Checkpoint:
         """Runs in a worker thread: load lazily, then every validator in one query plan."""
         source = fill_placeholders(self.config.data_source, event)
         frame = load_frame(source, event)
-        return evaluate(frame, self.config.validators, now=now, source=describe_source(source))
+        return evaluate(
+            frame,
+            self.config.validators,
+            now=now,
+            source=describe_source(source),
+            engine=self._engine,
+            plan_cache=self._plans,
+        )
 
     def _result(
         self,

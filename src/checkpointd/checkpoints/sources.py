@@ -12,6 +12,9 @@ Choices worth knowing:
   (handed over by ``{trigger.path}``) is not mistaken for a pattern.
 - A 0-byte file is an error ("file is empty"); a CSV with only a header line
   is a frame of 0 rows.
+- A csv or ndjson file with a NUL byte at its start, middle or end is an
+  error ("not text"): it is binary, or a sparse file whose holes polars would
+  otherwise parse as one endless line (a 2 GB hole takes ~20 GB of memory).
 - Declared ``dtypes`` are schema overrides for csv and ndjson (the reader
   parses into them) and strict casts for parquet and in-memory rows. Strings
   become Date/Datetime/Time by parsing ISO 8601. A declared column the data
@@ -124,6 +127,9 @@ def load_frame(cfg: DataSourceConfig, event: TriggerEvent | None) -> pl.LazyFram
 def _scan_files(cfg: FileSource, dtypes: dict[str, pl.DataType]) -> pl.LazyFrame:
     paths = _expand(cfg.path)
     what = describe_source(cfg)
+    if not isinstance(cfg, ParquetSource):
+        for path in paths:
+            _require_text(path, cfg.type)
 
     def schema_of(frame: pl.LazyFrame) -> pl.Schema:
         # Reading the schema now surfaces a file that is not what it claims
@@ -184,6 +190,36 @@ def _expand(pattern: str) -> list[str]:
         if not first:
             raise DataSourceError(f"{p} is empty (0 bytes); expected at least a header or a row")
     return paths
+
+
+_TEXT_HEAD_BYTES = 64 * 1024
+_TEXT_SAMPLE_BYTES = 4 * 1024
+
+
+def _require_text(path: str, kind: str) -> None:
+    """Refuse a text-format file with a NUL byte in its head, middle or tail.
+
+    Three small reads, whatever the size: enough to catch binary files and sparse files
+    (holes read as NULs), which no text format contains.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            offsets = [0]
+            if size > _TEXT_HEAD_BYTES:
+                offsets += [size // 2, max(size - _TEXT_SAMPLE_BYTES, 0)]
+            for offset in offsets:
+                chunk = os.pread(
+                    fh.fileno(), _TEXT_HEAD_BYTES if offset == 0 else _TEXT_SAMPLE_BYTES, offset
+                )
+                nul = chunk.find(b"\0")
+                if nul >= 0:
+                    raise DataSourceError(
+                        f"{path} is not {kind} text: NUL byte at offset {offset + nul} "
+                        f"(a binary file, or a sparse file with holes)"
+                    )
+    except OSError as exc:
+        raise DataSourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _which(paths: Sequence[str]) -> str:

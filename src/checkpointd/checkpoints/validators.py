@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import polars as pl
 
@@ -61,11 +62,41 @@ from checkpointd.config.models import (
 )
 from checkpointd.errors import DataSourceError, ValidatorError
 
-__all__ = ["Evaluation", "evaluate"]
+__all__ = ["Engine", "Evaluation", "PlanCache", "evaluate"]
 
 _ROWS = "__rows__"
 
 Planned = Check | ValidatorResult
+Engine = Literal["auto", "in-memory", "streaming"]
+"""Which polars engine collects: ``auto`` is polars' default (streaming, which keeps
+large scans memory-bounded); ``in-memory`` avoids the streaming engine's fixed cost of a
+few hundred microseconds per query, which dominates on small in-memory frames."""
+
+_SchemaKey = tuple[tuple[str, str], ...]
+
+
+class PlanCache:
+    """Remembers, per schema, which checks of one validator list failed the dry run.
+
+    Whether a check resolves depends only on the schema and the validator configs, so a
+    checkpoint (whose validators are fixed) that sees the same schema again can skip
+    the dry run: the checks that failed it get the same error results as the first time.
+    Give each validator list its own cache. At most ``size`` schemas are kept; when full
+    it starts over (a source whose schema keeps changing is rare). Not thread-safe in
+    the sense of sharing work, but safe: concurrent misses only repeat the dry run.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._errors: dict[_SchemaKey, dict[int, ValidatorResult]] = {}
+
+    def get(self, key: _SchemaKey) -> dict[int, ValidatorResult] | None:
+        return self._errors.get(key)
+
+    def put(self, key: _SchemaKey, errors: dict[int, ValidatorResult]) -> None:
+        if len(self._errors) >= self._size:
+            self._errors.clear()
+        self._errors[key] = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +114,15 @@ def evaluate(
     now: datetime,
     sample_size: int = 5,
     source: str | None = None,
+    engine: Engine = "auto",
+    plan_cache: PlanCache | None = None,
 ) -> Evaluation:
     """Evaluate every validator against ``frame`` in one query plan (one pass over the data).
 
     ``now`` is the reference time of ``freshness`` (naive means UTC).
     ``source`` names the data in error messages (``sources.describe_source``).
+    ``engine`` is the polars engine of the pass over the data. ``plan_cache``, kept by
+    the caller for this validator list, spares the dry run on a schema seen before.
     Raises ``DataSourceError`` when the data itself cannot be read, including
     errors a lazy scan deferred until now; a validator that cannot run on this
     data gets status error instead.
@@ -98,12 +133,28 @@ def evaluate(
     except POLARS_FAILURES as exc:
         raise DataSourceError(f"cannot read {what}: {brief_error(exc)}") from exc
     ctx = Context(schema=schema, now=_utc(now), sample_size=sample_size)
-    planned = _dry_run([p for cfg in validators for p in _plan(cfg, ctx)], ctx)
+    planned = [p for cfg in validators for p in _plan(cfg, ctx)]
+    if plan_cache is None:
+        planned = _dry_run(planned, ctx)
+    else:
+        key = tuple((name, repr(dtype)) for name, dtype in schema.items())
+        errors = plan_cache.get(key)
+        if errors is None:
+            tried = _dry_run(planned, ctx)
+            errors = {
+                i: after
+                for i, (before, after) in enumerate(zip(planned, tried, strict=True))
+                if isinstance(before, Check) and isinstance(after, ValidatorResult)
+            }
+            plan_cache.put(key, errors)
+            planned = tried
+        else:
+            planned = [errors.get(i, p) for i, p in enumerate(planned)]
     checks = {i: p for i, p in enumerate(planned) if isinstance(p, Check)}
     exprs = [pl.len().alias(_ROWS)]
     exprs += [e.alias(f"{i}:{name}") for i, c in checks.items() for name, e in c.aggs.items()]
     try:
-        row = frame.select(exprs).collect().row(0, named=True)
+        row = frame.select(exprs).collect(engine=engine).row(0, named=True)
     except POLARS_FAILURES as exc:
         return _isolate(frame, planned, ctx, what, exc)
     rows = int(row[_ROWS])
@@ -160,7 +211,7 @@ def _dry_run(planned: list[Planned], ctx: Context) -> list[Planned]:
     def resolves(checks: Sequence[Check]) -> BaseException | None:
         exprs = [e.alias(f"{i}:{n}") for i, c in enumerate(checks) for n, e in c.aggs.items()]
         try:
-            empty.select(pl.len().alias(_ROWS), *exprs).collect()
+            empty.select(pl.len().alias(_ROWS), *exprs).collect(engine="in-memory")
         except POLARS_FAILURES as exc:
             return exc
         return None

@@ -267,7 +267,10 @@ _TOP_LEVEL_HINT = "a mapping with the keys daemon, kafka and checkpoints"
 
 def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
     """The YAML document as a dict; records key lines in ``run``. Raises for a bad file."""
-    loader = _YamlLoader(text)
+    try:
+        loader = _YamlLoader(text)  # checks for characters YAML forbids, before parsing
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_issue(run.label, text, exc)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -289,6 +292,19 @@ def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
             [ConfigIssue(run.label, "", f"expected {_TOP_LEVEL_HINT} at the top, found {kind}", 1)]
         )
     return data
+
+
+def _reader_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> ConfigIssue:
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return ConfigIssue(
+        label,
+        "",
+        f"invalid YAML: character U+{char:04X} on line {line}, column {column} is not allowed "
+        "(YAML forbids control characters other than tab and newline); remove it",
+        line,
+    )
 
 
 def _yaml_issue(label: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
@@ -396,7 +412,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             _absolute(kafka, key, base)
     for checkpoint in _dicts(data.get("checkpoints")):
         source = checkpoint.get("data_source")
-        if isinstance(source, dict) and source.get("type") in _FILE_SOURCES:
+        # A mangled file may hold a list or a mapping as the type: not hashable, not a file.
+        kind = source.get("type") if isinstance(source, dict) else None
+        if isinstance(kind, str) and kind in _FILE_SOURCES:
             _absolute(source, "path", base)
         for trigger in _dicts(checkpoint.get("triggers")):
             if trigger.get("type") != "file":

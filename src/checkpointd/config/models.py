@@ -64,6 +64,40 @@ class RetentionConfig(Model):
     max_runs_per_checkpoint: int | None = Field(default=None, ge=1)
 
 
+class BackoffConfig(Model):
+    """Waits between delivery attempts: ``initial * multiplier ** n``, capped at ``max``,
+    drawn with full jitter (uniform in ``[0, that]``)."""
+
+    initial: Duration = timedelta(seconds=1)
+    max: Duration = timedelta(minutes=5)
+    multiplier: float = Field(default=2.0, ge=1.0)
+
+
+class BreakerConfig(Model):
+    """Per-destination circuit breaker: open after ``failures`` consecutive retryable
+    failures, let one probe through after ``reset_after``."""
+
+    failures: int = Field(default=5, ge=1)
+    reset_after: Duration = timedelta(seconds=30)
+
+
+class DaemonActionsConfig(Model):
+    """``daemon.actions``: how the daemon delivers notifications from its outbox."""
+
+    allow_hosts: list[str] | None = None
+    """When set, only these hosts (``*.example.com`` matches subdomains) may be sent to."""
+    allow_link_local: bool = False
+    """Link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata) are refused unless set."""
+    max_in_flight: int = Field(default=32, ge=1)
+    per_destination: int = Field(default=4, ge=1)
+    connect_timeout: Duration = timedelta(seconds=5)
+    retry_after_max: Duration = timedelta(hours=1)
+    backoff: BackoffConfig = BackoffConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    keep_delivered: Duration = timedelta(days=7)
+    poll_interval: Duration = timedelta(seconds=1)
+
+
 class DaemonConfig(Model):
     loop: Literal["uvloop", "asyncio"] = "uvloop"
     max_concurrent_checkpoints: int = Field(default=8, ge=1, le=10_000)
@@ -78,6 +112,7 @@ class DaemonConfig(Model):
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     retention: RetentionConfig = RetentionConfig()
+    actions: DaemonActionsConfig = DaemonActionsConfig()
 
 
 class KafkaConfig(Model):
@@ -410,11 +445,24 @@ NotifyOn = Literal[
 ]
 
 
+def _check_template(value: str | None) -> str | None:
+    """A message template must compile (the actions module owns the Jinja2 import)."""
+    if value is not None:
+        from checkpointd.actions.templates import compile_template
+
+        compile_template(value)
+    return value
+
+
 class _Action(Model):
     name: str | None = None
     notify_on: NotifyOn = "failure_or_error"
     timeout: Duration = timedelta(seconds=10)
     max_attempts: int = Field(default=8, ge=1)
+    backoff: BackoffConfig | None = None
+    """None: ``daemon.actions.backoff``."""
+    send_recovery: bool = False
+    """Also notify when the checkpoint is back to success after a status this action reported."""
 
 
 class WebhookAction(_Action):
@@ -425,6 +473,8 @@ class WebhookAction(_Action):
     verify_tls: bool = True
     template: str | None = None
 
+    _template_compiles = field_validator("template")(_check_template)
+
 
 class SlackAction(_Action):
     type: Literal["slack"]
@@ -432,12 +482,16 @@ class SlackAction(_Action):
     base_url: str | None = None
     template: str | None = None
 
+    _template_compiles = field_validator("template")(_check_template)
+
 
 class PagerDutyAction(_Action):
     type: Literal["pagerduty"]
     routing_key: SecretStr
     url: str = "https://events.pagerduty.com/v2/enqueue"
     severity: Literal["critical", "error", "warning", "info"] = "error"
+    send_recovery: bool = True  # resolve the incident when the checkpoint recovers
+    base_url: str | None = None
 
 
 class PythonAction(_Action):
@@ -465,6 +519,26 @@ class ActionsConfig(Model):
     max_concurrency: int | None = Field(default=None, ge=1)
     stages: list[list[int]] | None = None
     items: list[ActionConfig] = Field(default_factory=list, alias="list")
+
+    @model_validator(mode="after")
+    def _names_and_stages(self) -> ActionsConfig:
+        seen: set[str] = set()
+        for action in self.items:
+            if action.name is not None:
+                if action.name in seen:
+                    raise ValueError(
+                        f"two actions are named {action.name!r}; action names must be unique"
+                    )
+                seen.add(action.name)
+        if self.strategy == "pipeline":
+            from checkpointd.actions.strategies import PipelineStrategy
+
+            if self.stages is None:
+                raise ValueError("strategy 'pipeline' needs `stages`, e.g. [[0, 1], [2]]")
+            PipelineStrategy(self.stages).check(len(self.items))
+        elif self.stages is not None:
+            raise ValueError(f"`stages` only applies to strategy 'pipeline', not {self.strategy!r}")
+        return self
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,13 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
+from checkpointd.actions.service import ActionService
 from checkpointd.checkpoints.checkpoint import Checkpoint
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import CheckpointConfig, Config
 from checkpointd.daemon.control import DaemonControl
-from checkpointd.daemon.guarded import GuardedCheckpoint
+from checkpointd.daemon.guarded import GuardedCheckpoint, OverlapGate
 from checkpointd.daemon.http import HttpServer, build_app
 from checkpointd.daemon.looplag import LoopLagMonitor
 from checkpointd.daemon.metrics import Metrics
@@ -35,7 +37,9 @@ from checkpointd.daemon.store import Store
 from checkpointd.daemon.store_model import JournalEntry
 from checkpointd.daemon.triggerset import TriggerSet, build_sources
 from checkpointd.errors import CheckpointdError
+from checkpointd.protocols import TriggerSource
 from checkpointd.triggers.event import TriggerEvent
+from checkpointd.triggers.kafka import KafkaHub
 
 log = structlog.get_logger("checkpointd.daemon")
 
@@ -55,15 +59,24 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         notifier: SdNotifier | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        insecure: bool = False,
     ) -> None:
         self.config = config
+        self.insecure = insecure
+        """``--insecure``: a reload may leave a non-loopback listener without a token."""
+        self.http_token = config.daemon.http.token
+        """The bearer token mutating HTTP calls need now (a reload may change it)."""
         self.clock = clock
         self.metrics = Metrics(registry or CollectorRegistry(), clock=clock)
         self.notifier = notifier or SdNotifier()
         self.store: Store | None = None
         self.runner: AsyncCheckpointRunner | None = None
+        self.actions: ActionService | None = None
+        """Outbox, channels and dispatcher of the notifications (built at startup)."""
         self.http: HttpServer | None = None
         self.triggers = TriggerSet(self._emit)
+        self.kafka: KafkaHub | None = None
+        """The one Kafka consumer every kafka trigger attaches to (built at startup)."""
         self.checkpoints: dict[str, GuardedCheckpoint] = {}
         # Loading and validation run here, not in the loop's default executor: a run cut off
         # by its timeout or by the drain may leave its thread busy, and asyncio would wait
@@ -80,12 +93,19 @@ class Daemon:
         self._draining = False
         self._recovered: list[JournalEntry] = []
         self._background: set[asyncio.Task[Any]] = set()
+        # Long-lived tasks that must run until shutdown; one that ends is a dead daemon.
+        self._critical: list[asyncio.Task[Any]] = []
         self._exit_event: asyncio.Event | None = None
         self._force_event: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
         self.control = DaemonControl(self)
 
     # ------------------------------------------------------------ signals
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment a stop was asked for: ``/readyz`` fails, events are refused."""
+        return self.should_exit or self._draining
 
     def handle_exit(self, sig: int | None = None) -> None:
         """SIGTERM/SIGINT: start draining; a second SIGINT forces the stop."""
@@ -140,32 +160,51 @@ class Daemon:
         )
         for cp in config.checkpoints:
             self.checkpoints[cp.name] = self._guard(cp)
+            self.metrics.register_checkpoint(cp.name)
+        # The actions' journal is the store whose save_results also writes the outbox rows,
+        # in the same transaction as the results.
+        self.actions = ActionService(
+            lambda: self.config, self.store, registry=self.metrics.registry, clock=self.clock
+        )
         self.runner = AsyncCheckpointRunner(
             list(self.checkpoints.values()),
             AsyncRunnerConfig.from_daemon(d),
-            journal=self.store,
+            journal=self.actions.journal,
             sink=self,
             clock=self.clock,
         )
         self.metrics.set_pool_slots(d.max_concurrent_checkpoints)
         await self.runner.start_async()
         self.metrics.watch_result_queue(self.runner.result_queue)
-        token = d.http.token.get_secret_value() if d.http.token else None
-        app = build_app(self.control, token=token, max_body_bytes=d.http.max_body_bytes)
+        app = build_app(
+            self.control, token=self._current_token, max_body_bytes=d.http.max_body_bytes
+        )
+        self.actions.add_routes(app, self._current_token)
         self.http = HttpServer(app, d.http.host, d.http.port)
         await self.http.start()
-        self._spawn(self.looplag.run(), "looplag")
-        await self._recover()
+        self._spawn(self.actions.run(), "action-dispatcher", critical=True)
+        self._spawn(self.looplag.run(), "looplag", critical=True)
+        recovered = await self._recover()
+        self.kafka = KafkaHub.for_daemon(
+            config.kafka, store=self.store, registry=self.metrics.registry, clock=self.clock
+        )
+        await self.kafka.start()
         for cp in config.checkpoints:
             self._start_sources(cp)
         if d.retention.max_age is not None or d.retention.max_runs_per_checkpoint is not None:
-            self._spawn(self._retention_loop(), "retention")
+            self._spawn(self._retention_loop(), "retention", critical=True)
         if d.watch_config and config.source is not None:
-            self._spawn(self.control.watch_config_loop(), "watch-config")
-        interval = self.notifier.watchdog_interval()
-        if interval is not None:
-            self._spawn(self.notifier.watchdog_loop(self.control.is_healthy), "watchdog")
+            self._spawn(self.control.watch_config_loop(), "watch-config", critical=True)
+        if self.notifier.enabled and self.notifier.watchdog_interval() is not None:
+            self._spawn(
+                self.notifier.watchdog_loop(self.control.is_healthy), "watchdog", critical=True
+            )
         self._started = True
+        # Everything built so far (imported modules, the config, a checkpoint object per
+        # checkpoint) lives as long as the process. Frozen, the cyclic GC stops walking it:
+        # a full collection with 1,000 checkpoints loaded stalled the loop ~0.2 s, often
+        # during a reload (bench/reload.py). Frozen objects are still freed by refcount.
+        gc.freeze()
         self.notifier.ready()
         self.notifier.status(self.control.status_line())
         log.info(
@@ -174,12 +213,12 @@ class Daemon:
             triggers=len(self.triggers),
             listen=f"{d.http.host}:{self.http.bound_port}",
             state_dir=str(d.state_dir),
-            recovered=len(self._recovered),
+            recovered=recovered,
         )
 
     async def main_loop(self) -> None:
         assert self._exit_event is not None
-        while not self._exit_event.is_set():
+        while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._exit_event.wait()
@@ -192,6 +231,8 @@ class Daemon:
                 log.error("critical task died; exiting so the supervisor restarts us", task=dead)
                 self.exit_code = 1
                 break
+            if self._exit_event.is_set():
+                break
 
     async def shutdown(self) -> None:
         self._draining = True
@@ -199,6 +240,8 @@ class Daemon:
         self.notifier.status("draining")
         log.info("stopping: triggers first, then draining in-flight runs")
         await self.triggers.stop()
+        if self.kafka is not None:  # finishes in-flight emits, commits, disconnects
+            await self.kafka.stop()
         if self.runner is not None:
             drain = asyncio.ensure_future(self.runner.stop_async())
             assert self._force_event is not None
@@ -209,6 +252,9 @@ class Daemon:
                 self.runner.cancel_all()
                 await drain
             force.cancel()
+        if self.actions is not None:  # in-flight deliveries finish; pending ones wait for a restart
+            grace = min(5.0, self.config.daemon.graceful_shutdown_timeout.total_seconds())
+            await self.actions.stop(grace)
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):
@@ -223,21 +269,29 @@ class Daemon:
 
     # ------------------------------------------------------------- wiring
 
-    def _guard(self, cp: CheckpointConfig) -> GuardedCheckpoint:
-        return GuardedCheckpoint(
-            Checkpoint(cp, clock=self.clock), metrics=self.metrics, clock=self.clock
+    def _current_token(self) -> str | None:
+        return self.http_token.get_secret_value() if self.http_token else None
+
+    def _guard(self, cp: CheckpointConfig, gate: OverlapGate | None = None) -> GuardedCheckpoint:
+        # Runs load and validate on the daemon's own executor: asyncio.Runner waits for the
+        # default executor's threads at exit, which would let one busy run outlast the drain.
+        checkpoint = Checkpoint(cp, clock=self.clock, executor=self.executor)
+        return GuardedCheckpoint(checkpoint, metrics=self.metrics, clock=self.clock, gate=gate)
+
+    def _build_sources(self, cp: CheckpointConfig) -> list[TriggerSource]:
+        assert self.store is not None
+        return build_sources(
+            cp, state=self.store, metrics=self.metrics, clock=self.clock, kafka=self.kafka
         )
 
     def _start_sources(self, cp: CheckpointConfig) -> None:
-        assert self.store is not None
-        sources = build_sources(cp, state=self.store, metrics=self.metrics, clock=self.clock)
-        self.triggers.start(cp.name, sources)
+        self.triggers.start(cp.name, self._build_sources(cp))
 
     async def _emit(self, event: TriggerEvent) -> bool:
         """Every trigger's path in: journal, then wait for a pool slot (backpressure)."""
         name = event.checkpoint
         runner = self.runner
-        if name is None or name not in self.checkpoints or runner is None or self._draining:
+        if name is None or name not in self.checkpoints or runner is None or self.draining:
             return False
         accepted = await runner.submit_event(name, event)
         if accepted:
@@ -249,7 +303,9 @@ class Daemon:
     async def handle(self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]) -> None:
         """ResultSink: count, log, and finish file triggers (move on success/failure)."""
         for result, event in items:
-            self.metrics.observe_result(result)
+            # A run of a checkpoint a reload removed must not bring its metric series back.
+            if result.checkpoint in self.checkpoints:
+                self.metrics.observe_result(result)
             log.info(
                 "run finished",
                 run_id=result.run_id,
@@ -268,15 +324,15 @@ class Daemon:
     async def _collect_recovered(self, entries: list[JournalEntry]) -> None:
         self._recovered.extend(entries)
 
-    async def _recover(self) -> None:
-        """Journal rows a crash (or a forced stop) left behind: re-run or mark interrupted."""
+    async def _recover(self) -> int:
+        """Journal rows a crash (or a drain) left behind: re-run or mark interrupted; how many."""
         assert self.store is not None
         assert self.runner is not None
         entries = list(self._recovered)
         if self.config.daemon.on_crash == "rerun":
             entries += await self.store.journal_entries(state="interrupted")
         if not entries:
-            return
+            return 0
         self.metrics.runs_recovered(len(entries))
         policy = self.config.daemon.on_crash
         log.warning("recovering runs left unfinished", count=len(entries), policy=policy)
@@ -285,15 +341,33 @@ class Daemon:
                 await self.runner.resubmit_event(entry.checkpoint, entry.to_event())
             else:
                 await self.store.journal_mark(entry.key, entry.checkpoint, "interrupted")
+        return len(entries)
 
     # -------------------------------------------------------------- tasks
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+    def _spawn(
+        self, coro: Awaitable[Any], name: str, *, critical: bool = False
+    ) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if critical:
+            self._critical.append(task)
+            task.add_done_callback(self._critical_done)
         return task
+
+    def _critical_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or self.draining:
+            return
+        exc = task.exception()
+        log.error(
+            "critical task ended",
+            task=task.get_name(),
+            error=repr(exc) if exc is not None else "returned",
+        )
+        if self._exit_event is not None:  # main_loop notices it at once, not within a second
+            self._exit_event.set()
 
     async def _wait_trigger(self, trigger: Awaitable[Any]) -> None:
         await trigger
@@ -311,6 +385,9 @@ class Daemon:
             return "store-writer"
         if self.runner is not None and not self.runner.healthy:
             return "runner"
+        for task in self._critical:
+            if task.done() and not task.cancelled():
+                return task.get_name()
         return None
 
     async def _retention_loop(self) -> None:

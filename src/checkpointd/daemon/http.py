@@ -11,7 +11,8 @@
     POST /-/reload                       re-read the config file
 
 Mutating calls need ``Authorization: Bearer <daemon.http.token>`` when a token is
-set. Every error is JSON: ``{"error": "..."}``.
+set. Every error is JSON: ``{"error": "..."}``. A call the daemon cannot take
+now (it is draining, or still starting) is 503.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from checkpointd.errors import CheckpointdError
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RUN_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
 _MAX_LIMIT = 1000
+
+TokenSource = Callable[[], str | None]
+"""Returns the bearer token in force now (None: no token); a reload may change it."""
+
+
+class ServiceUnavailable(CheckpointdError):
+    """A ``DaemonApi`` call the daemon cannot take now (draining, starting); served as 503."""
 
 
 class ReloadOutcome(Protocol):
@@ -78,6 +86,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _constant(token: str | None) -> TokenSource:
+    return lambda: token
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -85,8 +97,15 @@ def _error(status: int, message: str) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(api: DaemonApi, *, token: str | None, max_body_bytes: int) -> web.Application:
-    """The aiohttp application; separate from serving so tests can use it directly."""
+def build_app(
+    api: DaemonApi, *, token: str | TokenSource | None, max_body_bytes: int
+) -> web.Application:
+    """The aiohttp application; separate from serving so tests can use it directly.
+
+    ``token`` is the bearer token, or a function returning the one in force at
+    each request (so a config reload can rotate it).
+    """
+    current_token: TokenSource = token if callable(token) else _constant(token)
 
     @web.middleware
     async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -101,16 +120,19 @@ def build_app(api: DaemonApi, *, token: str | None, max_body_bytes: int) -> web.
                 else (f"request body too large; the limit is {max_body_bytes} bytes")
             )
             return _error(exc.status, message)
+        except ServiceUnavailable as exc:
+            return _error(503, str(exc))
         except CheckpointdError as exc:
             return _error(500, str(exc))
 
     def authorized(request: web.Request) -> bool:
-        if token is None:
+        expected = current_token()
+        if expected is None:
             return True
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), token.encode()
+            given.strip().encode(), expected.encode()
         )
 
     def need_token(handler: Handler) -> Handler:

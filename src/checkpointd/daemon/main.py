@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -15,6 +16,9 @@ from checkpointd.daemon.http import is_loopback
 from checkpointd.daemon.logging import configure_logging
 
 EXIT_USAGE = 2
+
+IDLE_THREAD_EXIT_SECONDS = 0.2
+"""How long exit waits, in all, for run threads to notice the executor shut down."""
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -51,12 +55,15 @@ def run_daemon_cli(config: Config, *, loop: str | None = None, insecure: bool = 
         return EXIT_USAGE
     from checkpointd.daemon.app import RUN_THREAD_PREFIX, Daemon
 
-    daemon = Daemon(config)
+    daemon = Daemon(config, insecure=insecure)
     with asyncio.Runner(loop_factory=loop_factory(loop or d.loop)) as runner:
         code = runner.run(daemon.serve())
     run_threads = [t for t in threading.enumerate() if t.name.startswith(RUN_THREAD_PREFIX)]
-    for thread in run_threads:  # idle workers exit at once after executor.shutdown()
-        thread.join(timeout=0.2)
+    # Idle workers exit at once after executor.shutdown(); one short deadline for them all,
+    # not one per thread, or twenty busy threads would add seconds to the drain timeout.
+    deadline = time.monotonic() + IDLE_THREAD_EXIT_SECONDS
+    for thread in run_threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     busy = [t.name for t in run_threads if t.is_alive()]
     if busy:
         # Everything durable is flushed and closed by now; what is left are worker threads

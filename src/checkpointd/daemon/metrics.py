@@ -19,6 +19,7 @@ Not thread-safe for label bookkeeping: call the methods from the event loop
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,14 @@ class _ProcessCollector(ProcessCollector):
         if btime:
             return float(btime)
         return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _count_tasks() -> float:
+    """Unfinished tasks of the running loop; 0 when rendered outside one (tests)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return 0.0
 
 
 def _package_version() -> str:
@@ -187,6 +196,11 @@ class Metrics:
         self.event_loop_lag_seconds = gauge(
             "event_loop_lag_seconds", "How late the event loop woke a timer, last sample."
         )
+        self.asyncio_tasks = gauge(
+            "asyncio_tasks", "Unfinished asyncio tasks on the daemon's event loop (leak check)."
+        )
+        # Read at scrape time, which happens on the loop (the /metrics handler).
+        self.asyncio_tasks.set_function(_count_tasks)
         self.last_success_timestamp_seconds = gauge(
             "last_success_timestamp_seconds",
             "Unix time at which the checkpoint last finished with success or warning.",

@@ -115,6 +115,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "action outbox: one row per notification to deliver",
+        (
+            """
+            CREATE TABLE action_outbox (
+                seq              INTEGER PRIMARY KEY,
+                id               TEXT NOT NULL UNIQUE,  -- also the Idempotency-Key
+                run_id           TEXT NOT NULL,
+                checkpoint       TEXT NOT NULL,
+                action           TEXT NOT NULL,         -- the action's name
+                action_type      TEXT NOT NULL,
+                position         INTEGER NOT NULL,      -- index in the checkpoint's actions
+                stage            INTEGER NOT NULL,      -- order within the run (strategy)
+                kind             TEXT NOT NULL CHECK (kind IN ('notify', 'recovered')),
+                previous_status  TEXT,
+                destination      TEXT NOT NULL,         -- redacted: never a secret
+                status           TEXT NOT NULL CHECK (
+                    status IN ('pending', 'delivered', 'dead')),
+                attempts         INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at  TEXT NOT NULL,
+                created_at       TEXT NOT NULL,
+                updated_at       TEXT NOT NULL,
+                delivered_at     TEXT,
+                last_error       TEXT,                  -- redacted
+                last_status_code INTEGER,
+                result           TEXT NOT NULL,         -- CheckpointResult.to_dict() as JSON
+                UNIQUE (run_id, action)
+            )
+            """,
+            "CREATE INDEX action_outbox_status_next ON action_outbox (status, next_attempt_at)",
+            "CREATE INDEX action_outbox_run_stage ON action_outbox (run_id, stage)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

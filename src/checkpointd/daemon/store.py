@@ -9,11 +9,18 @@ journal rows a crash left unfinished to ``on_recover``. After that:
   awaited write is committed when it returns;
 - reads run on a second, read-only connection and never wait for the writer.
 
+When a write fails because the disk is full (or the file system turned
+read-only or failing), the store turns unwritable (:attr:`Store.writable`
+is False, for ``/readyz``) but keeps running: callers get StoreError, and a
+small probe write every ``probe_interval`` seconds notices when space
+returns, as does any other write that commits.
+
 The store implements :class:`checkpointd.protocols.RunJournal`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -23,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiosqlite
+import structlog
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
@@ -58,6 +66,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DB_FILE_NAME = "checkpointd.sqlite3"
+PROBE_NAMESPACE = "checkpointd.store"
+"""kv_state namespace of the write probe (key ``write_probe``: the time of the last probe)."""
+
+_RESOURCE_FAILURES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "the file system reported an I/O error",
+    sqlite3.SQLITE_READONLY: "the database is read-only",
+}
+"""Primary SQLite result codes that say the store cannot write at all (not one bad op)."""
+
+_log = structlog.get_logger("checkpointd.store")
 RecoverHook = Callable[[list[JournalEntry]], Awaitable[None]]
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -75,6 +94,7 @@ class Store:
         clock: Clock,
         retention: RetentionConfig | None,
         max_batch: int,
+        probe_interval: float = 1.0,
     ) -> None:
         self.state_dir = state_dir
         self._lock = lock
@@ -82,7 +102,10 @@ class Store:
         self._reader_conn = reader_conn
         self._clock = clock
         self._retention = retention
-        self._writer = StoreWriter(writer_conn, max_batch=max_batch)
+        self._writer = StoreWriter(writer_conn, max_batch=max_batch, on_outcome=self._write_outcome)
+        self._probe_interval = probe_interval
+        self._unwritable: str | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._closed = False
         self.recovered: tuple[JournalEntry, ...] = ()
         """The unfinished journal rows found at open (what ``on_recover`` was given)."""
@@ -99,6 +122,7 @@ class Store:
         clock: Clock = SYSTEM_CLOCK,
         synchronous: Synchronous = "FULL",
         max_batch: int = 1_000,
+        probe_interval: float = 1.0,
     ) -> Store:
         """Lock ``state_dir``, open (or create) its database and recover.
 
@@ -118,6 +142,9 @@ class Store:
         one fsync covers a whole batch, so the cost is per batch, not per
         row. ``"NORMAL"`` (WAL still never corrupts, but the last commits can
         be lost on power failure) is for benchmarks and throwaway state.
+
+        ``probe_interval``: seconds between probe writes while the store is
+        unwritable (see :attr:`writable`).
 
         Raises StateDirInUseError when another process holds the directory and
         StoreError when the database cannot be opened or is newer than this code.
@@ -144,6 +171,7 @@ class Store:
                 clock=clock,
                 retention=retention,
                 max_batch=max_batch,
+                probe_interval=probe_interval,
             )
             store._writer.start()
             recovered = await store.journal_entries(states=UNFINISHED_STATES)
@@ -167,6 +195,10 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         try:
             await self._writer.close()
         finally:
@@ -194,6 +226,19 @@ class Store:
     def healthy(self) -> bool:
         """True while the writer is running (for ``/readyz``)."""
         return not self._closed and self._writer.running
+
+    @property
+    def writable(self) -> bool:
+        """True while writes commit: False from a write that failed for lack of space (or a
+        read-only or failing file system) until a later write commits. Unlike
+        :attr:`healthy` this is a passing condition: the daemon should turn unready, not
+        exit, since a restart does not make room on the disk."""
+        return self.healthy and self._unwritable is None
+
+    @property
+    def unwritable_reason(self) -> str | None:
+        """Why the store cannot write now (None while :attr:`writable`)."""
+        return self._unwritable
 
     @property
     def writer_stats(self) -> WriterStats:
@@ -369,6 +414,50 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store at {self.state_dir} is closed")
+
+    # ------------------------------------------------------------ writability
+
+    def _write_outcome(self, exc: BaseException | None) -> None:
+        # Called by the writer after every transaction, on the event loop.
+        if exc is None:
+            if self._unwritable is not None:
+                _log.info("store writable again", state_dir=str(self.state_dir))
+                self._unwritable = None
+            return
+        reason = _resource_failure(exc)
+        if reason is None or self._unwritable is not None:
+            return
+        self._unwritable = f"cannot write {self.db_path}: {reason} ({exc})"
+        _log.error(
+            "store cannot write; refusing new work until it can",
+            error=self._unwritable,
+            probe_every_seconds=self._probe_interval,
+        )
+        if not self._closed and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_writable(), name="checkpointd-store-probe"
+            )
+
+    async def _probe_until_writable(self) -> None:
+        # Without it an idle daemon would stay unready after space returns: nothing else
+        # might write. The probe is a real write, so success proves writes commit again.
+        while self._unwritable is not None and self._writer.running:
+            await asyncio.sleep(self._probe_interval)
+            now = db_time(self._clock.now())
+            with contextlib.suppress(StoreError):
+                await self._writer.submit(SetStateOp(PROBE_NAMESPACE, "write_probe", now, now))
+
+
+def _resource_failure(exc: BaseException) -> str | None:
+    """What an exception (or one it was raised from) says about the store's resources."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            # Extended codes (SQLITE_IOERR_WRITE, ...) keep the primary code in the low byte.
+            return _RESOURCE_FAILURES.get(code & 0xFF)
+        seen = seen.__cause__
+    return None
 
 
 async def _connect(db_path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,17 @@ class StoreWriter:
     """Owns the write connection; :meth:`submit` is the only way to write."""
 
     def __init__(
-        self, conn: aiosqlite.Connection, *, max_queue: int = 10_000, max_batch: int = 1_000
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        max_queue: int = 10_000,
+        max_batch: int = 1_000,
+        on_outcome: Callable[[BaseException | None], None] | None = None,
     ) -> None:
+        """``on_outcome`` hears about every transaction: None once it committed, the
+        exception when it failed (how the store notices a full disk, and its end)."""
         self._conn = conn
+        self._on_outcome = on_outcome
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=max_queue)
         self._max_batch = max_batch
         self._task: asyncio.Task[None] | None = None
@@ -148,10 +157,14 @@ class StoreWriter:
             for kind, group in itertools.groupby(ops, key=lambda op: type(op)):
                 results.extend(await kind.apply_many(conn, list(group)))
             await conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 await conn.execute("ROLLBACK")
+            if self._on_outcome is not None and isinstance(exc, Exception):
+                self._on_outcome(exc)
             raise
+        if self._on_outcome is not None:
+            self._on_outcome(None)
         self.stats.commits += 1
         self.stats.ops += len(ops)
         return results

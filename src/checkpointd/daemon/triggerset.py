@@ -8,8 +8,7 @@ down, and a trigger that dies silently would be a bug.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +16,24 @@ import structlog
 
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.config.models import CheckpointConfig, FileTrigger, ScheduleTrigger
+from checkpointd.config.models import (
+    CheckpointConfig,
+    FileTrigger,
+    KafkaBatchSource,
+    KafkaTrigger,
+    ScheduleTrigger,
+)
 from checkpointd.daemon.metrics import Metrics
+from checkpointd.errors import ConfigError, ConfigIssue
 from checkpointd.protocols import Emit, StateStore, TriggerSource
 from checkpointd.triggers.file import FileSource
+from checkpointd.triggers.kafka import KafkaHub, KafkaSource
 from checkpointd.triggers.schedule import ScheduleSource
 
 log = structlog.get_logger("checkpointd.triggers")
+
+BATCH = 50
+"""Sources started or stopped per turn of the loop by ``start_many``/``stop_many``."""
 
 SourceFactory = Callable[[CheckpointConfig, int, Any], TriggerSource | None]
 
@@ -42,8 +52,12 @@ def build_sources(
     metrics: Metrics,
     clock: Clock = SYSTEM_CLOCK,
     extra: Iterable[SourceFactory] = (),
+    kafka: KafkaHub | None = None,
 ) -> list[TriggerSource]:
-    """The trigger sources of one checkpoint (manual triggers need none: HTTP serves them)."""
+    """The trigger sources of one checkpoint (manual triggers need none: HTTP serves them).
+
+    Kafka triggers attach to ``kafka``, the daemon's one consumer.
+    """
     sources: list[TriggerSource] = []
     for index, spec in enumerate(checkpoint.triggers):
         if isinstance(spec, ScheduleTrigger):
@@ -70,6 +84,20 @@ def build_sources(
                     on_refused=metrics.file_trigger_refused,
                 )
             )
+        elif isinstance(spec, KafkaTrigger):
+            if kafka is None:
+                raise ConfigError(
+                    [
+                        ConfigIssue(
+                            "config",
+                            f"checkpoints.{checkpoint.name}.triggers[{index}]",
+                            "a kafka trigger needs the daemon's Kafka consumer (kafka: section)",
+                        )
+                    ]
+                )
+            source = checkpoint.data_source
+            batch = source if isinstance(source, KafkaBatchSource) else None
+            sources.append(KafkaSource(checkpoint.name, index, spec, hub=kafka, batch=batch))
         else:
             for factory in extra:
                 built = factory(checkpoint, index, spec)
@@ -105,13 +133,44 @@ class TriggerSet:
 
     async def stop(self, checkpoint: str | None = None) -> None:
         """Stop the sources of one checkpoint, or all of them."""
-        doomed = [n for n, r in self._running.items() if checkpoint in (None, r.checkpoint)]
+        names = (
+            {r.checkpoint for r in self._running.values()} if checkpoint is None else [checkpoint]
+        )
+        await self.stop_many(names)
+
+    async def start_many(self, sources: Mapping[str, Iterable[TriggerSource]]) -> None:
+        """Start the sources of many checkpoints (a reload), ``BATCH`` at a time.
+
+        A new source's first step runs at once (a schedule reads its state); started
+        together, a thousand first steps would hold the loop for one long turn.
+        """
+        started = 0
+        for checkpoint, listed in sources.items():
+            listed = list(listed)
+            self.start(checkpoint, listed)
+            started += len(listed)
+            if started >= BATCH:
+                started = 0
+                await asyncio.sleep(0)
+
+    async def stop_many(self, checkpoints: Iterable[str]) -> None:
+        """Stop the sources of these checkpoints (a reload may stop hundreds).
+
+        They are removed at once, so none fires after this began, and cancelled
+        ``BATCH`` at a time, each batch awaited, so their clean-up is spread over
+        several turns of the loop.
+        """
+        wanted = set(checkpoints)
+        doomed = [n for n, r in self._running.items() if r.checkpoint in wanted]
         tasks = [self._running.pop(n).task for n in doomed]
+        for first in range(0, len(tasks), BATCH):
+            batch = tasks[first : first + BATCH]
+            for task in batch:
+                task.cancel()
+            await asyncio.wait(batch)
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                log.error("trigger source ended with an error", error=repr(task.exception()))
 
     def dead(self) -> list[str]:
         """Sources whose task ended (they should run until cancelled)."""

@@ -299,11 +299,18 @@ class ScheduleSource:
         self._rng = rng or random.Random()
         self._armed_at = clock.now()  # replaced from the persisted state in run()
         self._last_fire_text: str | None = None  # as persisted, UTC ISO
+        self._next_fire: datetime | None = None
 
     @property
     def name(self) -> str:
         """``<checkpoint>/schedule[<index>]``, or ``<checkpoint>/<name>`` for a named schedule."""
         return self._name
+
+    @property
+    def next_fire_time(self) -> datetime | None:
+        """When the source will next fire (UTC, jitter included); None before it started
+        and after a one-shot schedule fired."""
+        return self._next_fire
 
     async def run(self, emit: Emit) -> None:
         """Catch up, then fire on schedule until cancelled.
@@ -323,9 +330,11 @@ class ScheduleSource:
         while True:
             nominal = next_fire(cursor)
             if nominal is None:
+                self._next_fire = None
                 await asyncio.get_running_loop().create_future()  # done: wait to be cancelled
                 return
             target = nominal + self._jitter * self._rng.random()
+            self._next_fire = target
             event = self._event(nominal, catch_up=False)  # built before sleeping, not after
             now = await self._sleep_until(target)
             if now - target <= self._grace:

@@ -1,0 +1,608 @@
+"""The Kafka trigger: one consumer per daemon, messages in, offsets committed once journaled.
+
+Every ``{type: kafka}`` trigger of every checkpoint is a :class:`KafkaSource`
+(the daemon's ``TriggerSource``); running, it attaches a route to the daemon's
+one :class:`KafkaHub`. The hub owns one ``AIOKafkaConsumer`` in one consumer
+group (``kafka.group_id``), subscribed to the union of the routes' topics and
+patterns, and hands every message to the :class:`~.kafka_dispatch.Dispatcher`,
+which routes it through the filters to the matching checkpoints (this is the
+only module that imports aiokafka for consuming).
+
+Delivery: at-least-once in, and each offset (or batch of offsets) run at most
+once to completion per checkpoint, because its journal key
+(``kafka:{topic}:{partition}:{offset}``) is refused the second time.
+
+- ``enable_auto_commit`` is always off. The commit position of a partition moves
+  only over the contiguous prefix of offsets whose events are journaled (or
+  that no checkpoint wanted, or that were malformed), never before.
+- The poll loop never waits for a run. Emits run in tasks; when more than
+  ``max_in_flight`` are outstanding (the pool and result queue are full) every
+  assigned partition is paused and the loop keeps polling, so
+  ``max_poll_interval_ms`` is never exceeded and the group sees a live member;
+  they resume once half the emits are done. Overload shows as lag, not memory.
+- On revoke: open batches of the revoked partitions are dropped, their
+  in-flight emits are given up to ``settle_timeout`` to finish, what is
+  journaled is committed, and the partitions are forgotten. A failed commit
+  (``CommitFailedError`` after the group moved on, a broker outage) is logged
+  and counted; the next owner re-reads from the last commit, and the journal
+  refuses what this daemon already ran.
+- Broker down: the consumer reconnects by itself (and is rebuilt with backoff
+  when it cannot start); :attr:`KafkaHub.ready` turns False while the broker
+  does not answer, and consumption resumes from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from checkpointd.asyncutils import backoff_delay
+from checkpointd.clock import SYSTEM_CLOCK, Clock
+from checkpointd.config.models import KafkaBatchSource, KafkaConfig, KafkaTrigger
+from checkpointd.daemon.kafka_metrics import KafkaMetrics
+from checkpointd.errors import ConfigError, ConfigIssue
+from checkpointd.protocols import Emit
+from checkpointd.triggers.kafka_decode import Rejected
+from checkpointd.triggers.kafka_dispatch import TP, Dispatcher, KafkaMessage, Route
+from checkpointd.triggers.kafka_filter import (
+    MessageFilter,
+    Subscription,
+    TopicSelector,
+    subscription,
+)
+from checkpointd.triggers.kafka_journal import JournalLookup, StoreJournalLookup
+
+__all__ = ["KafkaHub", "KafkaSource", "client_options"]
+
+log = structlog.get_logger("checkpointd.trigger.kafka")
+
+
+def client_options(config: KafkaConfig) -> dict[str, Any]:
+    """Connection settings shared by the consumer, the dead-letter producer and the action."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "client_id": config.client_id,
+        "security_protocol": config.security_protocol,
+    }
+    if config.sasl_mechanism is not None:
+        options["sasl_mechanism"] = config.sasl_mechanism
+    if config.sasl_plain_username is not None:
+        options["sasl_plain_username"] = config.sasl_plain_username
+    if config.sasl_plain_password is not None:
+        options["sasl_plain_password"] = config.sasl_plain_password.get_secret_value()
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
+        )
+    return options
+
+
+class KafkaSource:
+    """One kafka trigger of one checkpoint: a ``TriggerSource`` whose work the hub does."""
+
+    def __init__(
+        self,
+        checkpoint: str,
+        index: int,
+        spec: KafkaTrigger,
+        *,
+        hub: KafkaHub,
+        batch: KafkaBatchSource | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self._name = f"{checkpoint}/kafka[{index}]"
+        self._hub = hub
+        try:
+            self._selector = TopicSelector.of(spec)
+            self._filter = MessageFilter(spec.filter)
+        except ValueError as exc:
+            raise ConfigError(
+                [ConfigIssue("config", f"checkpoints.{checkpoint}.triggers[{index}]", str(exc))]
+            ) from None
+        self._batch = (
+            (batch.max_messages, batch.max_wait.total_seconds()) if batch is not None else None
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def run(self, emit: Emit) -> None:
+        """Attach to the shared consumer until cancelled."""
+        route = Route(
+            name=self._name,
+            checkpoint=self.checkpoint,
+            selector=self._selector,
+            message_filter=self._filter,
+            emit=emit,
+            batch=self._batch,
+        )
+        self._hub.attach(route)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._hub.detach(route)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, hub: KafkaHub) -> None:
+        self._hub = hub
+
+    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        await self._hub._revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        await self._hub._assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaHub:
+    """The daemon's one Kafka consumer; routes attach and detach while it runs.
+
+    Build it with the store's journal lookup, ``await start()`` it before the
+    trigger sources start and ``await stop()`` it after they stopped. With no
+    route attached it holds no connection.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        *,
+        journal: JournalLookup,
+        metrics: KafkaMetrics,
+        clock: Clock = SYSTEM_CLOCK,
+        max_in_flight: int = 512,
+        poll_records: int = 500,
+        commit_interval: float = 0.2,
+        probe_interval: float = 2.0,
+        settle_timeout: float = 10.0,
+        request_timeout: float = 5.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._max_in_flight = max_in_flight
+        self._poll_records = poll_records
+        self._commit_interval = commit_interval
+        self._probe_interval = probe_interval
+        self._settle_timeout = settle_timeout
+        self._request_timeout = request_timeout
+        self._max_backoff = max_backoff
+        self.dispatcher = Dispatcher(
+            journal=journal,
+            metrics=metrics,
+            max_message_bytes=config.max_message_bytes,
+            dead_letter=self._send_dead_letter if config.dead_letter_topic else None,
+            on_failure=self._schedule_rewind,
+            clock=clock,
+            max_failure_delay=max_backoff,
+        )
+        self._listener = _Listener(self)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._subscribed = Subscription()
+        self._routes_changed = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._poll: asyncio.Future[Any] | None = None
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._rewinding: set[TP] = set()
+        self._overloaded = False
+        self._connected = False
+
+    @classmethod
+    def for_daemon(
+        cls,
+        config: KafkaConfig | None,
+        *,
+        store: Any,
+        registry: CollectorRegistry,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> KafkaHub:
+        """The daemon's hub: ``kafka:`` settings (defaults when absent), journal, metrics.
+
+        ``store`` is the daemon's ``Store`` (its read connection answers the journal
+        questions); the Kafka metrics go on ``registry``.
+        """
+        return cls(
+            config or KafkaConfig(),
+            journal=StoreJournalLookup(store),
+            metrics=KafkaMetrics(registry),
+            clock=clock,
+        )
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def ready(self) -> bool:
+        """False while Kafka triggers exist but the broker does not answer."""
+        return self._connected or not self.dispatcher.routes
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def paused(self) -> bool:
+        """Whether backpressure has paused consumption right now."""
+        return self._overloaded
+
+    def attach(self, route: Route) -> None:
+        self.dispatcher.attach(route)
+        self._routes_changed.set()
+        log.info("kafka trigger attached", trigger=route.name, topics=route.selector.describe())
+
+    def detach(self, route: Route) -> None:
+        for tp in self.dispatcher.detach(route):
+            self._schedule_rewind(tp, 0.0)
+        self._routes_changed.set()
+
+    async def start(self) -> None:
+        """Start the consume loop (it connects once a route is attached)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="kafka-consumer")
+
+    async def stop(self) -> None:
+        """Finish in-flight emits (up to ``settle_timeout``), commit, disconnect."""
+        self._stopping = True
+        self._routes_changed.set()
+        if self._poll is not None and not self._poll.done():
+            self._poll.cancel()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    # ------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            if not self.dispatcher.routes:
+                self._routes_changed.clear()
+                await self._routes_changed.wait()
+                continue
+            try:
+                await self._connect()
+                failures = 0
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.error("kafka consumer failed; reconnecting", error=repr(exc), attempt=failures)
+            finally:
+                await self._disconnect()
+            if failures and not self._stopping:
+                delay = backoff_delay(
+                    failures, delay=0.5, backoff=2.0, max_delay=self._max_backoff, jitter=True
+                )
+                self._routes_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        while not self._stopping:
+                            await self._routes_changed.wait()
+                            self._routes_changed.clear()
+
+    async def _connect(self) -> None:
+        options = client_options(self.config)
+        consumer_options = {
+            **options,
+            "group_id": self.config.group_id,
+            # A new group must not skip what was produced before it first joined.
+            "auto_offset_reset": "earliest",
+            # Revocation waits for in-flight emits; give members time to rejoin.
+            "rebalance_timeout_ms": 60_000,
+            "max_poll_records": self._poll_records,
+            **self.config.options,
+            "enable_auto_commit": False,
+        }
+        consumer = AIOKafkaConsumer(**consumer_options)
+        self._consumer = consumer
+        await consumer.start()
+        if self.config.dead_letter_topic:
+            producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
+            self._producer = producer
+            await producer.start()
+        self._set_connected(True)
+        self._subscribed = Subscription()
+        self._routes_changed.set()
+        self._helper(self._commit_loop(consumer), "kafka-commit")
+        self._helper(self._probe_loop(consumer), "kafka-probe")
+        log.info("kafka consumer connected", bootstrap=self.config.bootstrap_servers)
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        dispatcher = self.dispatcher
+        while not self._stopping:
+            if self._routes_changed.is_set():
+                self._routes_changed.clear()
+                wanted = subscription(r.selector for r in dispatcher.routes)
+                if wanted.empty:
+                    return
+                if wanted != self._subscribed:
+                    await self._resubscribe(wanted)
+            self._apply_pause()
+            poll = asyncio.ensure_future(
+                consumer.getmany(timeout_ms=self._poll_timeout(), max_records=self._poll_records)
+            )
+            self._poll = poll
+            try:
+                await asyncio.wait({poll})
+            except asyncio.CancelledError:
+                poll.cancel()
+                raise
+            finally:
+                self._poll = None
+            if poll.cancelled():
+                return  # stop() interrupted the wait
+            polled = poll.result()
+            now = time.monotonic()
+            if polled:
+                await dispatcher.ensure_marks((tp.topic, tp.partition) for tp in polled)
+                dispatcher.dispatch(
+                    (_message(record) for records in polled.values() for record in records), now
+                )
+            dispatcher.flush_due(now)
+
+    async def _resubscribe(self, wanted: Subscription) -> None:
+        consumer = self._consumer
+        if not self._subscribed.empty:
+            # Commit while the old assignment is still ours: once the subscription
+            # changes, aiokafka no longer accepts commits for it.
+            await self._drain(consumer.assignment())
+        if not self._subscribed.empty and (wanted.pattern is None) != (
+            self._subscribed.pattern is None
+        ):
+            consumer.unsubscribe()  # aiokafka cannot switch between a list and a pattern
+        if wanted.pattern is not None:
+            consumer.subscribe(pattern=wanted.pattern, listener=self._listener)
+        else:
+            consumer.subscribe(topics=sorted(wanted.topics), listener=self._listener)
+        self._subscribed = wanted
+        log.info("kafka subscription", topics=sorted(wanted.topics), pattern=wanted.pattern)
+
+    async def _disconnect(self) -> None:
+        for task in list(self._helpers):
+            task.cancel()
+        if self._helpers:
+            await asyncio.wait(list(self._helpers))
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        try:
+            if consumer is not None and not self._subscribed.empty:
+                await self._drain(consumer.assignment(), consumer)
+            elif not await self.dispatcher.settle(within=self._settle_timeout):
+                await self.dispatcher.cancel()
+        finally:
+            self.dispatcher.forget(self.dispatcher.tracker.partitions())
+            self._subscribed = Subscription()
+            self._overloaded = False
+            self.metrics.set_paused(0)
+            self.metrics.set_lag({})
+            for client in (consumer, producer):
+                if client is not None:
+                    try:
+                        async with asyncio.timeout(self._settle_timeout):
+                            await client.stop()
+                    except (KafkaError, TimeoutError, OSError) as exc:
+                        log.warning("kafka client did not stop cleanly", error=repr(exc))
+            self._set_connected(False)
+
+    async def _drain(self, assignment: Iterable[Any], consumer: Any = None) -> None:
+        """Finish what is in flight, commit it: before a resubscribe or a disconnect."""
+        tps = [(tp.topic, tp.partition) for tp in assignment]
+        for tp in tps:
+            self.dispatcher.hold(tp)
+        if not await self.dispatcher.settle(within=self._settle_timeout):
+            log.warning("kafka emits still running after settle_timeout; cancelling them")
+            await self.dispatcher.cancel()
+        await self._commit(tps, consumer)
+        self.dispatcher.forget(tps)
+
+    # ------------------------------------------------------------ group callbacks
+
+    async def _revoked(self, tps: list[TP]) -> None:
+        if not tps:
+            return
+        for tp in tps:
+            self.dispatcher.hold(tp)  # drops open batches; later fetches are not dispatched
+        settled = await self.dispatcher.settle(tps, within=self._settle_timeout)
+        await self._commit(tps)
+        self.dispatcher.forget(tps)
+        log.info("kafka partitions revoked", partitions=_names(tps), settled=settled)
+
+    async def _assigned(self, tps: list[TP]) -> None:
+        self.metrics.rebalanced()
+        self.dispatcher.assigned(tps)
+        try:
+            await self.dispatcher.ensure_marks(tps)
+        except Exception as exc:  # the poll loop loads them again before dispatching
+            log.warning("could not read batch marks from the journal yet", error=repr(exc))
+        log.info("kafka partitions assigned", partitions=_names(tps))
+
+    # ------------------------------------------------------------ flow control
+
+    def _apply_pause(self) -> None:
+        consumer = self._consumer
+        in_flight = self.dispatcher.in_flight
+        if not self._overloaded and in_flight >= self._max_in_flight:
+            self._overloaded = True
+            log.info("kafka consumption paused: runs cannot keep up", in_flight=in_flight)
+        elif self._overloaded and in_flight <= self._max_in_flight // 2:
+            self._overloaded = False
+            log.info("kafka consumption resumed", in_flight=in_flight)
+        assigned = set(consumer.assignment())
+        if self._overloaded:
+            wanted = assigned
+        else:
+            held = self.dispatcher.held
+            wanted = {tp for tp in assigned if (tp.topic, tp.partition) in held}
+        current = set(consumer.paused()) & assigned
+        if wanted - current:
+            consumer.pause(*(wanted - current))
+        if current - wanted:
+            consumer.resume(*(current - wanted))
+        self.metrics.set_paused(len(wanted))
+
+    def _poll_timeout(self) -> int:
+        timeout = 0.05 if self._overloaded else 0.2
+        deadline = self.dispatcher.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        return int(timeout * 1000)
+
+    def _schedule_rewind(self, tp: TP, delay: float) -> None:
+        if tp in self._rewinding or self._consumer is None:
+            return
+        self._rewinding.add(tp)
+        self.dispatcher.hold(tp)
+        self._helper(self._rewind(tp, delay, self._consumer), f"kafka-rewind:{tp[0]}:{tp[1]}")
+
+    async def _rewind(self, tp: TP, delay: float, consumer: Any) -> None:
+        """Read ``tp`` again from its commit position (after a failed emit or a dropped batch)."""
+        try:
+            await asyncio.sleep(delay)
+            state = self.dispatcher.tracker.get(tp)
+            await self.dispatcher.settle([tp])
+            if consumer is not self._consumer or state is None or state.dropped:
+                return  # revoked or reconnected meanwhile: that path re-reads anyway
+            point = state.rewind_point
+            if point is not None:
+                consumer.seek(TopicPartition(*tp), point)
+            self.dispatcher.rewound(tp, state.position)
+            log.info("kafka partition rewound", partition=_names([tp])[0], offset=point)
+        finally:
+            self._rewinding.discard(tp)
+
+    # ------------------------------------------------------------ commits, probe, lag
+
+    async def _commit(self, only: Iterable[TP] | None = None, consumer: Any = None) -> None:
+        consumer = consumer if consumer is not None else self._consumer
+        if consumer is None:
+            return
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        offsets = {
+            tp: position
+            for tp, position in self.dispatcher.tracker.to_commit(only).items()
+            if tp in assigned
+        }
+        if not offsets:
+            return
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                await consumer.commit({TopicPartition(*tp): pos for tp, pos in offsets.items()})
+        except CommitFailedError as exc:
+            self.metrics.commit_failed()
+            log.warning("kafka commit refused: the group rebalanced", error=str(exc))
+        except (KafkaError, TimeoutError) as exc:
+            self.metrics.commit_failed()
+            log.warning("kafka commit failed; retrying with the next one", error=repr(exc))
+        else:
+            self.dispatcher.tracker.committed(offsets)
+            self.metrics.committed()
+
+    async def _commit_loop(self, consumer: Any) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval)
+            try:
+                await self._commit(consumer=consumer)
+            except Exception as exc:  # never let commits stop for good
+                self.metrics.commit_failed()
+                log.error("kafka commit crashed; retrying", error=repr(exc))
+
+    async def _probe_loop(self, consumer: Any) -> None:
+        """Readiness and lag: ask the broker for the partitions' end offsets every few seconds."""
+        while True:
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    assigned = list(consumer.assignment())
+                    if assigned:
+                        ends = await consumer.end_offsets(assigned)
+                        self.metrics.set_lag(self._lags(ends))
+                    else:
+                        await consumer.topics()
+                        self.metrics.set_lag({})
+            except Exception as exc:  # any failure to get an answer means "not ready"
+                if self._connected:
+                    log.warning("kafka broker not answering", error=repr(exc))
+                self._set_connected(False)
+            else:
+                if not self._connected:
+                    log.info("kafka broker answering again")
+                self._set_connected(True)
+            await asyncio.sleep(self._probe_interval)
+
+    def _lags(self, ends: dict[Any, int]) -> dict[tuple[str, int], int]:
+        """End offset minus the next offset not yet journaled, per partition read so far."""
+        lags: dict[tuple[str, int], int] = {}
+        tracker = self.dispatcher.tracker
+        for tp, end in ends.items():
+            key = (tp.topic, tp.partition)
+            state = tracker.get(key)
+            done = state.position if state is not None else None
+            if done is None:
+                done = tracker.last_committed(key)
+            if done is not None:
+                lags[key] = end - done
+        return lags
+
+    async def _send_dead_letter(self, message: KafkaMessage, rejected: Rejected) -> None:
+        producer = self._producer
+        topic = self.config.dead_letter_topic
+        if producer is None or topic is None:
+            raise RuntimeError("no dead-letter producer is connected")
+        headers = [(name, value or b"") for name, value in message.headers] + [
+            ("checkpointd-reason", rejected.reason.encode()),
+            ("checkpointd-detail", rejected.detail[:500].encode()),
+            (
+                "checkpointd-source",
+                f"{message.topic}:{message.partition}:{message.offset}".encode(),
+            ),
+        ]
+        async with asyncio.timeout(self._request_timeout * 2):
+            await producer.send_and_wait(
+                topic, value=message.value, key=message.key, headers=headers
+            )
+
+    # ------------------------------------------------------------ helpers
+
+    def _helper(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._helpers.add(task)
+        task.add_done_callback(self._helper_done)
+
+    def _helper_done(self, task: asyncio.Task[None]) -> None:
+        self._helpers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "kafka helper task failed", task=task.get_name(), error=repr(task.exception())
+            )
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        self.metrics.set_connected(connected)
+
+
+def _message(record: Any) -> KafkaMessage:
+    return KafkaMessage(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        timestamp_ms=record.timestamp,
+    )
+
+
+def _names(tps: Iterable[TP]) -> list[str]:
+    return sorted(f"{topic}:{partition}" for topic, partition in tps)
