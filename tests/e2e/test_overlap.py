@@ -44,7 +44,12 @@ def test_a_run_fired_while_the_previous_one_runs_is_recorded_as_skipped(
             what="the skipped run in /metrics",
         )
         assert daemon.metric("checkpointd_runs_skipped_total", reason="overlap") == 1.0
-        assert daemon.metric("checkpointd_runs_total", checkpoint="slow", status="success") == 1.0
+        wait_for(
+            lambda: (
+                daemon.metric("checkpointd_runs_total", checkpoint="slow", status="success") == 1.0
+            ),
+            what="the first run in /metrics",
+        )
 
         # Once the first run is over, the checkpoint runs again.
         third = daemon.post_run("slow")

@@ -72,9 +72,9 @@ def test_sighup_adds_a_checkpoint_without_touching_runs_in_flight_and_keeps_the_
         )
         daemon.config_path.write_text(after)
         daemon.signal(signal.SIGHUP)
-        wait_for(lambda: "fresh" in daemon.checkpoints(), what="the added checkpoint")
+        wait_for(lambda: _reloads(daemon, "success") == 1.0, what="the reload")
+        assert "fresh" in daemon.checkpoints()
         assert daemon.metric("checkpointd_config_last_reload_successful") == 1.0
-        assert _reloads(daemon, "success") == 1.0
 
         # The run in flight finished, on the config it started with (three validators).
         old_run = wait_for(lambda: _finished(daemon, in_flight), what="the in-flight run")
@@ -129,7 +129,12 @@ def test_reload_removes_replaces_and_rearms_checkpoints(tmp_path, daemon_loop):
         wait_for(lambda: _finished(daemon, run_id), what="fresh's run")
         hourly = daemon.checkpoints()["ticker"]["next_fire_time"]
         assert hourly is not None
-        assert daemon.metric("checkpointd_runs_total", checkpoint="fresh", status="success") == 1.0
+        wait_for(
+            lambda: (
+                daemon.metric("checkpointd_runs_total", checkpoint="fresh", status="success") == 1.0
+            ),
+            what="fresh's run in /metrics",
+        )
 
         # fresh removed, ticker's schedule changed (triggers only) to every second.
         second = HEAD.format(state=state) + TICKER.format(data=small, interval="1s")

@@ -179,6 +179,7 @@ class DaemonControl:
         assert self.daemon._reload_lock is not None
         async with self.daemon._reload_lock:
             if not self.daemon._started or self.daemon.draining:
+                log.warning("reload ignored: checkpointd is starting or draining", reason=reason)
                 return ReloadResult(
                     False, "not reloading now", ["checkpointd is starting or draining"]
                 )
@@ -194,10 +195,11 @@ class DaemonControl:
 
     async def _reload(self, source: Path, reason: str) -> ReloadResult:
         try:
-            new = await asyncio.to_thread(_load_without_gc, source)
+            # Both in a worker thread: parsing is slow and the diff compares every
+            # checkpoint (configs are frozen, so reading the current one there is safe).
+            new, diff = await asyncio.to_thread(_load_and_diff, source, self.daemon.config)
         except ConfigError as exc:
             return self._refused(reason, [str(i) for i in exc.issues])
-        diff = diff_configs(self.daemon.config, new)
         unsafe = self._unsafe(new)
         if unsafe is not None:
             return self._refused(reason, [unsafe])
@@ -305,8 +307,8 @@ class DaemonControl:
                 await self.reload("file-changed")
 
 
-def _load_without_gc(path: Path) -> Config:
-    """``load_config`` with the cyclic garbage collector paused.
+def _load_and_diff(path: Path, current: Config) -> tuple[Config, ConfigDiff]:
+    """``load_config`` with the cyclic garbage collector paused, and its diff to ``current``.
 
     Parsing a big file keeps hundreds of thousands of YAML nodes alive at once; the
     collections that allocation triggers each walk all of them, and a collection stops
@@ -317,10 +319,11 @@ def _load_without_gc(path: Path) -> Config:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return load_config(path)
+        new = load_config(path)
     finally:
         if enabled:
             gc.enable()
+    return new, diff_configs(current, new)
 
 
 async def _breathe(done: int) -> None:

@@ -112,16 +112,25 @@ class TriggerSet:
     def __init__(self, emit: Emit, *, max_restart_delay: float = 30.0) -> None:
         self._emit = emit
         self._running: dict[str, _Running] = {}
+        # checkpoint -> source name -> entry: lookups by checkpoint stay O(1) with
+        # thousands of checkpoints (the API lists each one's sources, results look up theirs).
+        self._by_checkpoint: dict[str, dict[str, _Running]] = {}
         self._max_delay = max_restart_delay
 
     def __len__(self) -> int:
         return len(self._running)
 
     def names(self, checkpoint: str | None = None) -> list[str]:
-        return [n for n, r in self._running.items() if checkpoint in (None, r.checkpoint)]
+        if checkpoint is None:
+            return list(self._running)
+        return list(self._by_checkpoint.get(checkpoint, ()))
 
     def sources(self, checkpoint: str) -> list[TriggerSource]:
-        return [r.source for r in self._running.values() if r.checkpoint == checkpoint]
+        return [r.source for r in self._by_checkpoint.get(checkpoint, {}).values()]
+
+    def all_sources(self) -> list[TriggerSource]:
+        """Every running source, of every checkpoint."""
+        return [r.source for r in self._running.values()]
 
     def start(self, checkpoint: str, sources: Iterable[TriggerSource]) -> None:
         loop = asyncio.get_running_loop()
@@ -129,14 +138,13 @@ class TriggerSet:
             if source.name in self._running:
                 raise ValueError(f"trigger source {source.name} is already running")
             task = loop.create_task(self._supervise(source), name=f"trigger:{source.name}")
-            self._running[source.name] = _Running(source, checkpoint, task)
+            entry = _Running(source, checkpoint, task)
+            self._running[source.name] = entry
+            self._by_checkpoint.setdefault(checkpoint, {})[source.name] = entry
 
     async def stop(self, checkpoint: str | None = None) -> None:
         """Stop the sources of one checkpoint, or all of them."""
-        names = (
-            {r.checkpoint for r in self._running.values()} if checkpoint is None else [checkpoint]
-        )
-        await self.stop_many(names)
+        await self.stop_many(list(self._by_checkpoint) if checkpoint is None else [checkpoint])
 
     async def start_many(self, sources: Mapping[str, Iterable[TriggerSource]]) -> None:
         """Start the sources of many checkpoints (a reload), ``BATCH`` at a time.
@@ -160,9 +168,11 @@ class TriggerSet:
         ``BATCH`` at a time, each batch awaited, so their clean-up is spread over
         several turns of the loop.
         """
-        wanted = set(checkpoints)
-        doomed = [n for n, r in self._running.items() if r.checkpoint in wanted]
-        tasks = [self._running.pop(n).task for n in doomed]
+        tasks = []
+        for checkpoint in set(checkpoints):
+            for name, entry in self._by_checkpoint.pop(checkpoint, {}).items():
+                del self._running[name]
+                tasks.append(entry.task)
         for first in range(0, len(tasks), BATCH):
             batch = tasks[first : first + BATCH]
             for task in batch:
