@@ -96,8 +96,15 @@ class DaemonControl:
             "store_writable": self.daemon.store is not None and self.daemon.store.healthy,
             "triggers_started": self.daemon._started,
             "draining": self.daemon.draining,
+            # A daemon that cannot reach its broker hears nothing from Kafka: not ready.
+            "kafka_connected": self.daemon.kafka is None or self.daemon.kafka.ready,
         }
-        ok = checks["store_writable"] and checks["triggers_started"] and not checks["draining"]
+        ok = (
+            checks["store_writable"]
+            and checks["triggers_started"]
+            and checks["kafka_connected"]
+            and not checks["draining"]
+        )
         return bool(ok), checks
 
     def status_line(self) -> str:

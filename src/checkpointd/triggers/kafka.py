@@ -19,7 +19,8 @@ once to completion per checkpoint, because its journal key
   ``max_in_flight`` are outstanding (the pool and result queue are full) every
   assigned partition is paused and the loop keeps polling, so
   ``max_poll_interval_ms`` is never exceeded and the group sees a live member;
-  they resume once half the emits are done. Overload shows as lag, not memory.
+  they resume once three quarters of the emits are done. Overload shows as lag,
+  not memory.
 - On revoke: open batches of the revoked partitions are dropped, their
   in-flight emits are given up to ``settle_timeout`` to finish, what is
   journaled is committed, and the partitions are forgotten. A failed commit
@@ -48,19 +49,15 @@ from prometheus_client import CollectorRegistry
 
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.config.models import KafkaBatchSource, KafkaConfig, KafkaTrigger
+from checkpointd.config.models import KafkaConfig
 from checkpointd.daemon.kafka_metrics import KafkaMetrics
-from checkpointd.errors import ConfigError, ConfigIssue
-from checkpointd.protocols import Emit
 from checkpointd.triggers.kafka_decode import Rejected
 from checkpointd.triggers.kafka_dispatch import TP, Dispatcher, KafkaMessage, Route
-from checkpointd.triggers.kafka_filter import (
-    MessageFilter,
-    Subscription,
-    TopicSelector,
-    subscription,
-)
+from checkpointd.triggers.kafka_filter import Subscription, subscription
+from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause
 from checkpointd.triggers.kafka_journal import JournalLookup, StoreJournalLookup
+from checkpointd.triggers.kafka_logs import quiet_aiokafka_repeats
+from checkpointd.triggers.kafka_source import KafkaSource
 
 __all__ = ["KafkaHub", "KafkaSource", "client_options"]
 
@@ -85,53 +82,6 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
             cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
         )
     return options
-
-
-class KafkaSource:
-    """One kafka trigger of one checkpoint: a ``TriggerSource`` whose work the hub does."""
-
-    def __init__(
-        self,
-        checkpoint: str,
-        index: int,
-        spec: KafkaTrigger,
-        *,
-        hub: KafkaHub,
-        batch: KafkaBatchSource | None = None,
-    ) -> None:
-        self.checkpoint = checkpoint
-        self._name = f"{checkpoint}/kafka[{index}]"
-        self._hub = hub
-        try:
-            self._selector = TopicSelector.of(spec)
-            self._filter = MessageFilter(spec.filter)
-        except ValueError as exc:
-            raise ConfigError(
-                [ConfigIssue("config", f"checkpoints.{checkpoint}.triggers[{index}]", str(exc))]
-            ) from None
-        self._batch = (
-            (batch.max_messages, batch.max_wait.total_seconds()) if batch is not None else None
-        )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def run(self, emit: Emit) -> None:
-        """Attach to the shared consumer until cancelled."""
-        route = Route(
-            name=self._name,
-            checkpoint=self.checkpoint,
-            selector=self._selector,
-            message_filter=self._filter,
-            emit=emit,
-            batch=self._batch,
-        )
-        self._hub.attach(route)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            self._hub.detach(route)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -170,7 +120,7 @@ class KafkaHub:
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self._max_in_flight = max_in_flight
+        quiet_aiokafka_repeats()
         self._poll_records = poll_records
         self._commit_interval = commit_interval
         self._probe_interval = probe_interval
@@ -196,7 +146,7 @@ class KafkaHub:
         self._poll: asyncio.Future[Any] | None = None
         self._helpers: set[asyncio.Task[None]] = set()
         self._rewinding: set[TP] = set()
-        self._overloaded = False
+        self._flow = Backpressure(max_in_flight)
         self._connected = False
 
     @classmethod
@@ -234,7 +184,7 @@ class KafkaHub:
     @property
     def paused(self) -> bool:
         """Whether backpressure has paused consumption right now."""
-        return self._overloaded
+        return self._flow.overloaded
 
     def attach(self, route: Route) -> None:
         self.dispatcher.attach(route)
@@ -331,8 +281,10 @@ class KafkaHub:
                 if wanted != self._subscribed:
                     await self._resubscribe(wanted)
             self._apply_pause()
+            # Never take more than there is room for: what is not taken stays prefetched.
+            room = self._flow.room(dispatcher.in_flight, self._poll_records)
             poll = asyncio.ensure_future(
-                consumer.getmany(timeout_ms=self._poll_timeout(), max_records=self._poll_records)
+                consumer.getmany(timeout_ms=self._poll_timeout(), max_records=room)
             )
             self._poll = poll
             try:
@@ -347,9 +299,15 @@ class KafkaHub:
             polled = poll.result()
             now = time.monotonic()
             if polled:
+                if not self._connected:  # records arrived: the broker is back
+                    log.info("kafka broker answering again")
+                    self._set_connected(True)
                 await dispatcher.ensure_marks((tp.topic, tp.partition) for tp in polled)
+                # A rebalance may have taken partitions away while the marks were read.
+                ours = consumer.assignment()
                 dispatcher.dispatch(
-                    (_message(record) for records in polled.values() for record in records), now
+                    (_message(r) for tp, records in polled.items() if tp in ours for r in records),
+                    now,
                 )
             dispatcher.flush_due(now)
 
@@ -385,7 +343,7 @@ class KafkaHub:
         finally:
             self.dispatcher.forget(self.dispatcher.tracker.partitions())
             self._subscribed = Subscription()
-            self._overloaded = False
+            self._flow.overloaded = False
             self.metrics.set_paused(0)
             self.metrics.set_lag({})
             for client in (consumer, producer):
@@ -434,18 +392,12 @@ class KafkaHub:
     def _apply_pause(self) -> None:
         consumer = self._consumer
         in_flight = self.dispatcher.in_flight
-        if not self._overloaded and in_flight >= self._max_in_flight:
-            self._overloaded = True
-            log.info("kafka consumption paused: runs cannot keep up", in_flight=in_flight)
-        elif self._overloaded and in_flight <= self._max_in_flight // 2:
-            self._overloaded = False
-            log.info("kafka consumption resumed", in_flight=in_flight)
+        if self._flow.update(in_flight):
+            state = "paused: runs cannot keep up" if self._flow.overloaded else "resumed"
+            log.debug(f"kafka consumption {state}", in_flight=in_flight)
         assigned = set(consumer.assignment())
-        if self._overloaded:
-            wanted = assigned
-        else:
-            held = self.dispatcher.held
-            wanted = {tp for tp in assigned if (tp.topic, tp.partition) in held}
+        held = {TopicPartition(*tp) for tp in self.dispatcher.held}
+        wanted = partitions_to_pause(assigned, held, self._flow.overloaded)
         current = set(consumer.paused()) & assigned
         if wanted - current:
             consumer.pause(*(wanted - current))
@@ -454,7 +406,7 @@ class KafkaHub:
         self.metrics.set_paused(len(wanted))
 
     def _poll_timeout(self) -> int:
-        timeout = 0.05 if self._overloaded else 0.2
+        timeout = 0.05 if self._flow.overloaded else 0.2
         deadline = self.dispatcher.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.monotonic()))
@@ -520,40 +472,42 @@ class KafkaHub:
                 log.error("kafka commit crashed; retrying", error=repr(exc))
 
     async def _probe_loop(self, consumer: Any) -> None:
-        """Readiness and lag: ask the broker for the partitions' end offsets every few seconds."""
+        """Readiness and lag, every ``probe_interval``: the broker answers, or it does not."""
         while True:
-            try:
-                async with asyncio.timeout(self._request_timeout):
-                    assigned = list(consumer.assignment())
-                    if assigned:
-                        ends = await consumer.end_offsets(assigned)
-                        self.metrics.set_lag(self._lags(ends))
-                    else:
+            # While the broker is away, the offsets request would only wait out its timeout.
+            answered = await self._refresh_lag(consumer) if self._connected else False
+            if not answered:
+                # No lag this round (nothing assigned, or the offsets request failed):
+                # a plain metadata request decides whether the broker is there.
+                try:
+                    async with asyncio.timeout(self._request_timeout):
                         await consumer.topics()
-                        self.metrics.set_lag({})
-            except Exception as exc:  # any failure to get an answer means "not ready"
-                if self._connected:
-                    log.warning("kafka broker not answering", error=repr(exc))
-                self._set_connected(False)
-            else:
-                if not self._connected:
-                    log.info("kafka broker answering again")
-                self._set_connected(True)
+                    answered = True
+                except Exception as exc:  # any failure to get an answer means "not ready"
+                    if self._connected:
+                        log.warning("kafka broker not answering", error=repr(exc))
+            if answered and not self._connected:
+                log.info("kafka broker answering again")
+            self._set_connected(answered)
             await asyncio.sleep(self._probe_interval)
 
-    def _lags(self, ends: dict[Any, int]) -> dict[tuple[str, int], int]:
-        """End offset minus the next offset not yet journaled, per partition read so far."""
-        lags: dict[tuple[str, int], int] = {}
+    async def _refresh_lag(self, consumer: Any) -> bool:
+        """Update the lag gauges from the partitions' end offsets; False when not possible."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            self.metrics.set_lag({})
+            return False
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                ends = await consumer.end_offsets(assigned)
+        except Exception as exc:
+            log.debug("kafka end offsets not available", error=repr(exc))
+            return False
         tracker = self.dispatcher.tracker
-        for tp, end in ends.items():
-            key = (tp.topic, tp.partition)
-            state = tracker.get(key)
-            done = state.position if state is not None else None
-            if done is None:
-                done = tracker.last_committed(key)
-            if done is not None:
-                lags[key] = end - done
-        return lags
+        lags = {(tp.topic, tp.partition): tracker.lag((tp.topic, tp.partition), end)
+                for tp, end in ends.items()}  # fmt: skip
+        self.metrics.set_lag({tp: lag for tp, lag in lags.items() if lag is not None})
+        return True
 
     async def _send_dead_letter(self, message: KafkaMessage, rejected: Rejected) -> None:
         producer = self._producer

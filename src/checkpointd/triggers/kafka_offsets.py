@@ -156,3 +156,12 @@ class OffsetTracker(Generic[P]):
 
     def last_committed(self, tp: P) -> int | None:
         return self._committed.get(tp)
+
+    def lag(self, tp: P, end: int) -> int | None:
+        """Messages from the next offset not yet journaled to the log end ``end``
+        (None when nothing of ``tp`` was read or committed yet)."""
+        state = self._parts.get(tp)
+        done = state.position if state is not None else None
+        if done is None:
+            done = self._committed.get(tp)
+        return None if done is None else max(0, end - done)
