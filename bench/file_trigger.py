@@ -1,6 +1,7 @@
-"""Detection latency and per-poll cost of the file trigger.
+"""Workload 4, file trigger: detection latency and per-poll cost.
 
-Usage: ``python bench/file_trigger.py [--files 10000] [--rate 500] [--present 100000]
+Part of ``python -m bench`` (one fresh process on uvloop); alone:
+``python -m bench.file_trigger [--files 10000] [--rate 500] [--present 100000]
 [--poll-interval 1s] [--stable-for 2s] [--inotify] [--loop uvloop|asyncio] [--json OUT]``
 
 Two measurements, each in its own temporary directory:
@@ -17,7 +18,8 @@ Two measurements, each in its own temporary directory:
 
 ``emit`` records and returns at once and trigger state is kept in memory, so this measures
 the trigger (listing, lstat, stability, has_seen cache), not the journal. Prints a table;
-``--json`` also writes it.
+``--json`` also writes it. Each steady poll is a repetition (median of ``--polls``); each
+landed file is one latency sample.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ from typing import Any
 
 import structlog
 
+from bench.common import peak_rss_mib
 from checkpointd.config.durations import parse_duration
 from checkpointd.config.models import FileTrigger
 from checkpointd.triggers.event import TriggerEvent
@@ -160,7 +163,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
             type="file", directory=directory, pattern="*.csv", stable_for="0s", poll_interval="1h"
         )
         source = FileSource("bench", 0, spec, state=state)
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss0 = peak_rss_mib()
         t0 = time.monotonic()
         while await source.scan_once(emit) is False:
             pass  # the first scan fires everything; "False" only means it took long
@@ -182,7 +185,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
             cpu_per_poll.append(time.process_time() - cpu)
             wall_per_poll.append(time.monotonic() - wall)
         prober.cancel()
-        rss_growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+        rss_growth_mib = peak_rss_mib() - rss0
     return {
         "present": args.present,
         "fired_first_scan": fired,
@@ -193,7 +196,7 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
         "wall_per_poll_ms_median": round(statistics.median(wall_per_poll) * 1000, 1),
         "loop_lag_ms_max": round(max(lags) * 1000, 1),
         "store_queries_in_steady_polls": state.queries - queries_before,
-        "peak_rss_growth_mib": round(rss_growth_kib / 1024, 1),
+        "peak_rss_growth_mib": round(rss_growth_mib, 1),
     }
 
 
@@ -214,7 +217,50 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return results
 
 
-if __name__ == "__main__":
+def measure_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry: both measurements with the spec's sizes, on uvloop."""
+    from bench.common import loop_runner
+
+    args = argparse.Namespace(
+        files=spec["files"],
+        rate=spec["rate"],
+        present=spec["present"],
+        polls=spec["polls"],
+        poll_interval=parse_duration("1s"),
+        stable_for=parse_duration("2s"),
+        inotify=False,
+    )
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    with loop_runner(spec["loop"]) as runner:
+        result: dict[str, Any] = runner.run(main(args))
+    return result
+
+
+def run(settings: Any) -> dict[str, Any]:
+    from bench.common import log, module_worker, run_worker
+
+    spec: dict[str, Any] = (
+        {"files": 1000, "rate": 500.0, "present": 10_000, "polls": settings.repeat}
+        if settings.quick
+        else {"files": 10_000, "rate": 500.0, "present": 100_000, "polls": 10}
+    )
+    spec["loop"] = "uvloop"
+    log(f"file_trigger: {spec}")
+    out = run_worker(module_worker(settings, "file_trigger"), spec, timeout=900)
+    return {"description": __doc__, "spec": spec, **out, "targets": []}
+
+
+def write(settings: Any) -> Path:
+    from bench.common import write_result
+
+    return write_result("file_trigger", settings, run(settings))
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:
+    from bench.common import worker_main
+
+    worker_main(measure_spec)
+elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=10_000, help="files landing (0: skip)")
     parser.add_argument("--rate", type=float, default=500.0, help="files landing per second")

@@ -55,6 +55,7 @@ from checkpointd.checkpoints._checks import Check, Context, as_error
 from checkpointd.checkpoints._polars import POLARS_FAILURES, brief_error
 from checkpointd.checkpoints.result import Status, ValidatorResult
 from checkpointd.config.models import (
+    FreshnessValidator,
     NotNullValidator,
     NullRatioValidator,
     UniqueValidator,
@@ -72,31 +73,39 @@ Engine = Literal["auto", "in-memory", "streaming"]
 large scans memory-bounded); ``in-memory`` avoids the streaming engine's fixed cost of a
 few hundred microseconds per query, which dominates on small in-memory frames."""
 
-_SchemaKey = tuple[tuple[str, str], ...]
+_PlanKey = tuple[int, tuple[tuple[str, str], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    errors: dict[int, ValidatorResult]  # checks that failed the dry run, by position
+    planned: tuple[Planned, ...] | None  # the whole plan, when it does not depend on ``now``
 
 
 class PlanCache:
-    """Remembers, per schema, which checks of one validator list failed the dry run.
+    """Remembers one validator list's plan per schema, so a repeat run skips planning.
 
-    Whether a check resolves depends only on the schema and the validator configs, so a
-    checkpoint (whose validators are fixed) that sees the same schema again can skip
-    the dry run: the checks that failed it get the same error results as the first time.
-    Give each validator list its own cache. At most ``size`` schemas are kept; when full
-    it starts over (a source whose schema keeps changing is rare). Not thread-safe in
-    the sense of sharing work, but safe: concurrent misses only repeat the dry run.
+    Which checks resolve depends only on the schema and the validator configs, so a
+    checkpoint (whose validators are fixed) that sees the same schema again skips the
+    dry run: the checks that failed it get the same error results as the first time.
+    The checks themselves (polars expressions and a pure ``finish``) are reused too,
+    unless a validator judges against ``now`` (``freshness``), whose checks are rebuilt
+    each run. Give each validator list its own cache. At most ``size`` schemas are kept;
+    when full it starts over (a source whose schema keeps changing is rare). Safe across
+    threads: entries are immutable and concurrent misses only repeat the work.
     """
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._errors: dict[_SchemaKey, dict[int, ValidatorResult]] = {}
+        self._plans: dict[_PlanKey, _Plan] = {}
 
-    def get(self, key: _SchemaKey) -> dict[int, ValidatorResult] | None:
-        return self._errors.get(key)
+    def get(self, key: _PlanKey) -> _Plan | None:
+        return self._plans.get(key)
 
-    def put(self, key: _SchemaKey, errors: dict[int, ValidatorResult]) -> None:
-        if len(self._errors) >= self._size:
-            self._errors.clear()
-        self._errors[key] = errors
+    def put(self, key: _PlanKey, plan: _Plan) -> None:
+        if len(self._plans) >= self._size:
+            self._plans.clear()
+        self._plans[key] = plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,23 +142,10 @@ def evaluate(
     except POLARS_FAILURES as exc:
         raise DataSourceError(f"cannot read {what}: {brief_error(exc)}") from exc
     ctx = Context(schema=schema, now=_utc(now), sample_size=sample_size)
-    planned = [p for cfg in validators for p in _plan(cfg, ctx)]
     if plan_cache is None:
-        planned = _dry_run(planned, ctx)
+        planned = _dry_run([p for cfg in validators for p in _plan(cfg, ctx)], ctx)
     else:
-        key = tuple((name, repr(dtype)) for name, dtype in schema.items())
-        errors = plan_cache.get(key)
-        if errors is None:
-            tried = _dry_run(planned, ctx)
-            errors = {
-                i: after
-                for i, (before, after) in enumerate(zip(planned, tried, strict=True))
-                if isinstance(before, Check) and isinstance(after, ValidatorResult)
-            }
-            plan_cache.put(key, errors)
-            planned = tried
-        else:
-            planned = [errors.get(i, p) for i, p in enumerate(planned)]
+        planned = _cached_plan(plan_cache, validators, ctx)
     checks = {i: p for i, p in enumerate(planned) if isinstance(p, Check)}
     exprs = [pl.len().alias(_ROWS)]
     exprs += [e.alias(f"{i}:{name}") for i, c in checks.items() for name, e in c.aggs.items()]
@@ -165,6 +161,27 @@ def evaluate(
         for i, p in enumerate(planned)
     ]
     return Evaluation(row_count=rows, results=tuple(results))
+
+
+def _cached_plan(
+    cache: PlanCache, validators: Sequence[ValidatorConfig], ctx: Context
+) -> list[Planned]:
+    key = (ctx.sample_size, tuple((name, repr(dtype)) for name, dtype in ctx.schema.items()))
+    cached = cache.get(key)
+    if cached is not None and cached.planned is not None:
+        return list(cached.planned)
+    planned = [p for cfg in validators for p in _plan(cfg, ctx)]
+    if cached is not None:
+        return [cached.errors.get(i, p) for i, p in enumerate(planned)]
+    tried = _dry_run(planned, ctx)
+    errors = {
+        i: after
+        for i, (before, after) in enumerate(zip(planned, tried, strict=True))
+        if isinstance(before, Check) and isinstance(after, ValidatorResult)
+    }
+    timeless = not any(isinstance(cfg, FreshnessValidator) for cfg in validators)
+    cache.put(key, _Plan(errors, tuple(tried) if timeless else None))
+    return tried
 
 
 def _plan(cfg: ValidatorConfig, ctx: Context) -> list[Planned]:

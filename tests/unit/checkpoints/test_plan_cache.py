@@ -7,6 +7,7 @@ are collected with polars' in-memory engine. Neither may change a result.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -136,3 +137,14 @@ async def test_an_inline_checkpoint_dry_runs_once_across_runs(dry_runs):
 
     assert [r.validators[0].failed_count for r in results] == [1, 1, 1]
     assert len(dry_runs) == 1
+
+
+def test_a_freshness_check_is_judged_against_each_runs_own_now():
+    frame = pl.LazyFrame({"ts": [NOW - timedelta(hours=2)]})
+    specs = validators({"type": "freshness", "column": "ts", "max_age": "3h"})
+    cache = PlanCache()
+
+    fresh = evaluate(frame, specs, now=NOW, plan_cache=cache).results[0]
+    stale = evaluate(frame, specs, now=NOW + timedelta(hours=2), plan_cache=cache).results[0]
+
+    assert (fresh.status, stale.status) == (Status.SUCCESS, Status.FAILURE)

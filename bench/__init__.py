@@ -1,0 +1,1 @@
+"""checkpointd benchmarks: ``python -m bench`` (or ``scripts/bench``); see docs/benchmarks.md."""
