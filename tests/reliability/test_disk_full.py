@@ -170,14 +170,6 @@ def test_a_full_state_disk_pauses_intake_without_crashing_and_recovers_alone(
     assert integrity_check(state) == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "daemon/control.py readiness() reports store.healthy (is the writer task alive), "
-        "which stays True on a full disk; it should use Store.writable (False from a write "
-        "that failed with SQLITE_FULL/IOERR/READONLY until a write commits again)"
-    ),
-)
 def test_readyz_is_503_while_the_state_disk_is_full_and_200_once_space_returns(tmp_path, small_fs):
     state = small_fs / "state"
     text, incoming, staging = _start(tmp_path, state)

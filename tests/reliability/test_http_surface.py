@@ -140,15 +140,6 @@ def test_the_right_token_is_accepted(daemon):
 # ------------------------------------------------------------------ bodies
 
 
-BODY_LIMIT_BUG = (
-    "daemon/http.py: client_max_size (daemon.http.max_body_bytes) is only enforced when a "
-    "handler reads the body, and the POST handlers never do, so any body is accepted; "
-    "fix: a middleware that answers 413 when Content-Length > max_body_bytes and otherwise "
-    "awaits request.read() for POST (which raises HTTPRequestEntityTooLarge for chunked bodies)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BODY_LIMIT_BUG)
 @pytest.mark.parametrize("path", MUTATING)
 @pytest.mark.parametrize("size", [MAX_BODY + 1, 1024**3])
 def test_an_oversized_body_is_refused_with_413(daemon, path, size):
@@ -168,7 +159,6 @@ def test_an_oversized_body_is_refused_with_413(daemon, path, size):
     assert len(daemon.runs()) == runs_before
 
 
-@pytest.mark.xfail(strict=True, reason=BODY_LIMIT_BUG)
 def test_an_oversized_chunked_body_is_refused_with_413(daemon):
     chunk = b"y" * 8192
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(64)) + b"0\r\n\r\n"

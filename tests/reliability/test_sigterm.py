@@ -183,15 +183,6 @@ STORM_CLIENTS = 32
 STORM_STOPS = 6
 """Stops per test: with the asyncio loop each stop showed the bug about three times in four."""
 
-LATE_CONNECTION_BUG = (
-    "daemon/http.py HttpServer: with the asyncio loop, a connection accepted just as the site "
-    "stops gets its protocol's connection_made after aiohttp's runner took its list of "
-    "connections, so nothing closes it: 'ResourceWarning: unclosed transport' at exit, and "
-    "sometimes AppRunner.cleanup() waits the full aiohttp shutdown_timeout (default 60 s, "
-    "far past graceful_shutdown_timeout). Fix: AppRunner(..., shutdown_timeout=<a few s>) "
-    "and, after cleanup(), yield to the loop and force_close() any connection left"
-)
-
 
 def _storm(port: int, stop: threading.Event) -> None:
     while not stop.is_set():
@@ -208,7 +199,7 @@ def _storm(port: int, stop: threading.Event) -> None:
     "loop",
     [
         "uvloop",
-        pytest.param("asyncio", marks=pytest.mark.xfail(strict=True, reason=LATE_CONNECTION_BUG)),
+        "asyncio",
     ],
 )
 def test_clients_connecting_while_the_daemon_stops_leave_nothing_unclosed(tmp_path, loop, figures):

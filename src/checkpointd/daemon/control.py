@@ -93,7 +93,8 @@ class DaemonControl:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         checks = {
             "config_loaded": True,
-            "store_writable": self.daemon.store is not None and self.daemon.store.healthy,
+            # writable, not just healthy: a full disk turns the daemon unready, not dead.
+            "store_writable": self.daemon.store is not None and self.daemon.store.writable,
             "triggers_started": self.daemon._started,
             "draining": self.daemon.draining,
             # A daemon that cannot reach its broker hears nothing from Kafka: not ready.
