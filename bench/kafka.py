@@ -1,6 +1,6 @@
 """Workload 5, Kafka on a real broker: wraps ``bench/kafka_throughput.py`` when it exists.
 
-That script (another engineer's) measures sustained msg/s and message-to-run-start
+That script measures sustained msg/s and message-to-run-start
 latency against the broker that ``scripts/kafka-broker`` starts. It is run as
 ``python bench/kafka_throughput.py --json OUT`` (the convention of the other bench
 scripts); its JSON is stored as is under ``measured``. Without the script, or when it

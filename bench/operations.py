@@ -9,18 +9,22 @@ Each repetition starts the real daemon (subprocess, uvloop) afresh:
   pool slots running, 50 admitted in the backlog), each validating a 200,000-row parquet
   file; then SIGTERM: seconds until the process exits, and how many of the 100 runs were
   recorded with a status other than skipped (all must be).
-- ``reload``: measured by ``bench/reload.py`` when it exists (another engineer's script).
+- ``reload``: ``bench/reload.py`` (another engineer's script, run as a subprocess when it
+  exists): 1,000 checkpoints (200 in quick mode), half of them changed per reload;
+  request time and the longest event-loop stall, medians of its repetitions.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Settings, Target, log, median, write_result
+from bench.common import BENCH, ROOT, Settings, Target, log, median, write_result
 from bench.daemon_proc import Daemon, daemon_yaml
 
 WORKLOAD = "operations"
@@ -89,6 +93,21 @@ def drain(directory: Path, parquet: Path, in_flight: int = 100) -> dict[str, Any
     }
 
 
+def reload_figures(settings: Settings) -> dict[str, Any] | None:
+    """``bench/reload.py --json`` in a fresh process; None when the script is absent."""
+    if not (BENCH / "reload.py").exists():
+        return None
+    checkpoints = 200 if settings.quick else 1000
+    argv = [settings.python, "-m", "bench.reload", "--checkpoints", str(checkpoints)]
+    argv += ["--repeat", str(settings.repeat), "--json"]
+    log(f"{WORKLOAD}: {' '.join(argv[1:])}")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": f"bench/reload.py exited {proc.returncode}: {proc.stderr[-500:]}"}
+    figures: dict[str, Any] = json.loads(proc.stdout[proc.stdout.index("{") :])
+    return figures
+
+
 def run(settings: Settings) -> dict[str, Any]:
     from bench.validation_throughput import write_data
 
@@ -128,6 +147,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "description": __doc__,
         "reps": reps,
         "summary": summary,
+        "reload": reload_figures(settings),
         "targets": [t.as_dict() for t in targets],
     }
 

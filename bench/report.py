@@ -265,9 +265,26 @@ def section_file(data: dict[str, Any]) -> str:
 
 
 def section_kafka(data: dict[str, Any]) -> str:
-    if data.get("measured") is None:
+    measured = data.get("measured")
+    if measured is None:
         return f"**{data.get('status')}**\n"
-    return "```json\n" + json.dumps(data["measured"], indent=2)[:4000] + "\n```\n"
+    rows = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            numbers = {k: v for k, v in value.items() if isinstance(v, int | float)}
+            if numbers:
+                shown = ", ".join(
+                    f"{k} {fmt(v, 1 if isinstance(v, float) else 0)}" for k, v in numbers.items()
+                )
+                rows.append([prefix or "(top)", shown])
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+
+    walk("", measured)
+    note = "\nFigures as `bench/kafka_throughput.py` reports them (see its docstring).\n"
+    return table(["case", "figures"], rows) + note
 
 
 def section_overload(data: dict[str, Any]) -> str:
@@ -287,6 +304,12 @@ def section_overload(data: dict[str, Any]) -> str:
             "RSS first / max / last",
             f"{fmt(s['rss_first_mib'], 1)} / {fmt(s['rss_max_mib'], 1)} / "
             f"{fmt(s['rss_last_mib'], 1)} MiB",
+        ],
+        [
+            "RSS median, middle / last third",
+            f"{fmt(s.get('rss_median_middle_third_mib'), 1)} / "
+            f"{fmt(s.get('rss_median_last_third_mib'), 1)} MiB "
+            f"({fmt(s.get('rss_growth_last_vs_middle_third_pct'), 1, '%')})",
         ],
         ["RSS slope, second half", fmt(s["rss_slope_second_half_mib_per_min"], 2, " MiB/min")],
         ["result queue depth max", f"{fmt(s['queue_depth_max'])} of {s['queue_capacity']}"],
@@ -317,10 +340,20 @@ def section_operations(data: dict[str, Any]) -> str:
     reload = data.get("reload")
     if reload is None:
         rows.append(["reload of 1,000 checkpoints", "not yet measured (bench/reload.py)"])
+    elif "error" in reload:
+        rows.append(["reload", f"not measured: {reload['error'][:200]}"])
     else:
-        for key, value in reload.items():
-            if isinstance(value, int | float):
-                rows.append([f"reload: {key}", fmt(value, 3)])
+        n = f"{int(reload.get('checkpoints', 0)):,}"
+        for key, label in (
+            ("request_seconds", f"reload of {n} checkpoints (half changed): request"),
+            ("max_stall_seconds", "reload: longest event-loop stall"),
+            ("max_stall_loop_cpu_seconds", "reload: loop CPU in that stall"),
+            ("max_gc_pause_cpu_seconds", "reload: longest GC pause (CPU)"),
+            ("settled_seconds", "reload: until every re-armed schedule settled"),
+        ):
+            if key in reload:
+                worst = reload.get(f"{key}_max")
+                rows.append([label, f"{fmt(reload[key], 3, ' s')} (worst {fmt(worst, 3, ' s')})"])
     return table(["", ""], rows)
 
 

@@ -82,7 +82,7 @@ def test_sigterm_with_20_runs_in_flight_drains_in_the_grace_time_and_a_restart_r
     text, data = _config(tmp_path, slow_csv, slots=20)
     with run_daemon(text, tmp_path, loop="uvloop", env=_WARNINGS) as daemon:
         keys = {f"manual:{daemon.post_run('slow')}" for _ in range(20)}
-        wait_for(lambda: _in_flight(daemon) == 20, what="20 runs in flight")
+        wait_for(lambda: _in_flight(daemon) == 20, timeout=120, what="20 runs in flight")
 
         stop_asked = time.monotonic()
         daemon.signal(signal.SIGTERM)
