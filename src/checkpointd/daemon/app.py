@@ -15,7 +15,6 @@ import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -27,6 +26,7 @@ from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import CheckpointConfig, Config
 from checkpointd.daemon.control import DaemonControl
+from checkpointd.daemon.executor import RunExecutor
 from checkpointd.daemon.guarded import GuardedCheckpoint, OverlapGate
 from checkpointd.daemon.http import HttpServer, build_app
 from checkpointd.daemon.looplag import LoopLagMonitor
@@ -81,9 +81,8 @@ class Daemon:
         # Loading and validation run here, not in the loop's default executor: a run cut off
         # by its timeout or by the drain may leave its thread busy, and asyncio would wait
         # for the default executor at exit. See daemon/main.py for how exit handles that.
-        self.executor = ThreadPoolExecutor(
-            max_workers=config.daemon.max_concurrent_checkpoints + 2,
-            thread_name_prefix=RUN_THREAD_PREFIX,
+        self.executor = RunExecutor(
+            config.daemon.max_concurrent_checkpoints, thread_name_prefix=RUN_THREAD_PREFIX
         )
         self.looplag = LoopLagMonitor(on_sample=self.metrics.set_event_loop_lag)
         self.should_exit = False
@@ -95,6 +94,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         # Long-lived tasks that must run until shutdown; one that ends is a dead daemon.
         self._critical: list[asyncio.Task[Any]] = []
+        self._config_watch: asyncio.Task[Any] | None = None
         self._exit_event: asyncio.Event | None = None
         self._force_event: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
@@ -193,8 +193,7 @@ class Daemon:
             self._start_sources(cp)
         if d.retention.max_age is not None or d.retention.max_runs_per_checkpoint is not None:
             self._spawn(self._retention_loop(), "retention", critical=True)
-        if d.watch_config and config.source is not None:
-            self._spawn(self.control.watch_config_loop(), "watch-config", critical=True)
+        self.watch_config(d.watch_config)
         if self.notifier.enabled and self.notifier.watchdog_interval() is not None:
             self._spawn(
                 self.notifier.watchdog_loop(self.control.is_healthy), "watchdog", critical=True
@@ -358,7 +357,7 @@ class Daemon:
         return task
 
     def _critical_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or self.draining:
+        if task.cancelled() or self.draining or task not in self._critical:
             return
         exc = task.exception()
         log.error(
@@ -379,6 +378,22 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.handle_exit, signal.SIGTERM)
             loop.add_signal_handler(signal.SIGINT, self.handle_exit, signal.SIGINT)
             loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+
+    def watch_config(self, enabled: bool) -> None:
+        """Start or stop reloading when the config file changes (``daemon.watch_config``)."""
+        watching = self._config_watch is not None and not self._config_watch.done()
+        if enabled and not watching and self.config.source is not None:
+            self._config_watch = self._spawn(
+                self.control.watch_config_loop(), "watch-config", critical=True
+            )
+        elif not enabled and watching:
+            task, self._config_watch = self._config_watch, None
+            assert task is not None
+            self._critical.remove(task)  # its end is not a failure now
+            if task is not asyncio.current_task():
+                task.cancel()
+            # else: the watcher's own reload turned watching off; its loop returns once
+            # the reload is done (cancelling it here would cut the reload short).
 
     def _dead_critical(self) -> str | None:
         if self.store is not None and not self.store.healthy:

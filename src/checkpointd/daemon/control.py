@@ -51,8 +51,6 @@ BREATHE_EVERY = 50
 
 NOT_LIVE_YET = frozenset(
     {
-        "daemon.max_concurrent_checkpoints",
-        "daemon.watch_config",
         "daemon.retention.max_age",
         "daemon.retention.max_runs_per_checkpoint",
     }
@@ -291,13 +289,19 @@ class DaemonControl:
         if live & {"daemon.log.level", "daemon.log.format"}:
             configure_logging(d.log.level, d.log.format)
         daemon.http_token = d.http.token
-        # The pool and the result queue are sized once; the runner's other knobs it reads
-        # each time it needs them.
+        if "daemon.max_concurrent_checkpoints" in live:
+            # Threads first, so that a grown pool's runs never wait for one.
+            daemon.executor.resize(d.max_concurrent_checkpoints)
+            runner.resize(d.max_concurrent_checkpoints)
+            daemon.metrics.set_pool_slots(d.max_concurrent_checkpoints)
+        # The result queue is sized once; the runner's other knobs it reads each time it
+        # needs them.
         runner.config = dataclasses.replace(
             AsyncRunnerConfig.from_daemon(d),
-            max_concurrent_checkpoints=runner.config.max_concurrent_checkpoints,
             result_queue_size=runner.config.result_queue_size,
         )
+        if "daemon.watch_config" in live:
+            daemon.watch_config(d.watch_config)
         later = sorted(live & NOT_LIVE_YET)
         if later:
             log.warning("these changes take effect at the next restart", keys=later)
@@ -307,7 +311,7 @@ class DaemonControl:
         path = self.daemon.config.source
         assert path is not None
         last = _fingerprint(path)
-        while True:
+        while self.daemon.config.daemon.watch_config:
             await asyncio.sleep(WATCH_CONFIG_EVERY)
             current = _fingerprint(path)
             if current is not None and current != last:

@@ -23,6 +23,7 @@ says why. A stopped runner cannot be restarted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -243,6 +244,16 @@ class AsyncCheckpointRunner:
         """Add or replace a checkpoint (config reload). Runs already admitted keep the object
         they were submitted with, so in-flight runs finish on the config they started with."""
         self._checkpoints[checkpoint.name] = checkpoint
+
+    def resize(self, max_concurrent_checkpoints: int) -> None:
+        """Run at most this many checkpoints at once from now on (a reload changed it).
+
+        Runs in flight are never interrupted: a smaller pool reaches its size as they end.
+        """
+        self._pool.resize(max_concurrent_checkpoints)
+        self.config = dataclasses.replace(
+            self.config, max_concurrent_checkpoints=max_concurrent_checkpoints
+        )
 
     def remove_checkpoint(self, name: str) -> None:
         """Stop accepting events for ``name``; its in-flight runs finish."""

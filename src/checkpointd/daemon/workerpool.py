@@ -99,6 +99,8 @@ class CheckpointPool:
         self._clock = clock
         self._state = _NEW
         self._tasks: list[asyncio.Task[None]] = []
+        self._parked: set[asyncio.Task[None]] = set()
+        """Workers waiting for a job (cancelling one of those loses nothing)."""
         self._idle = asyncio.Event()
         self._overflow: Overflow | None = None
         self._halted = False
@@ -129,11 +131,37 @@ class CheckpointPool:
         """Start the workers (``async with`` does this)."""
         if self._state != _NEW:
             raise RunnerError(f"the pool was already started (it is {self._state})")
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"checkpointd-pool-worker-{n}")
-            for n in range(self.workers)
-        ]
+        self._tasks = [self._spawn_worker(n) for n in range(self.workers)]
         self._state = _OPEN
+
+    def resize(self, workers: int) -> None:
+        """Run at most ``workers`` checkpoints at once from now on (a config reload).
+
+        Growing starts the new workers at once. Shrinking stops idle workers at once and
+        lets busy ones finish their run first: no run is interrupted or lost, and the
+        pool is at its new size as soon as enough runs have ended. The backlog keeps
+        its size.
+        """
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, found {workers}")
+        self.workers = workers
+        if self._state != _OPEN:
+            return  # start() starts self.workers; a closing pool only winds down
+        while len(self._tasks) < workers:
+            self._tasks.append(self._spawn_worker(len(self._tasks)))
+        for task in list(self._parked):
+            if len(self._tasks) <= workers:
+                break
+            self._retire(task)
+            task.cancel()
+        # Busy surplus workers retire themselves when their run has ended (see _work).
+
+    def _spawn_worker(self, n: int) -> asyncio.Task[None]:
+        return asyncio.create_task(self._work(), name=f"checkpointd-pool-worker-{n}")
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        self._tasks.remove(task)
+        self._parked.discard(task)
 
     def close(self) -> None:
         """Refuse new work; admitted work (and callers already waiting for room) continue."""
@@ -288,8 +316,18 @@ class CheckpointPool:
 
     async def _work(self) -> None:
         get = self._backlog.get
+        me = asyncio.current_task()
+        assert me is not None
+        parked = self._parked
         while True:
-            checkpoint, event, future = await get()
+            if len(self._tasks) > self.workers and me in self._tasks:
+                self._retire(me)  # the pool was made smaller while this worker ran
+                return
+            parked.add(me)
+            try:
+                checkpoint, event, future = await get()
+            finally:
+                parked.discard(me)
             try:
                 await self._process(checkpoint, event, future)
             except asyncio.CancelledError:

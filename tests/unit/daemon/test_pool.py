@@ -371,3 +371,73 @@ async def test_parallel_cancel_on_first_error_stops_the_rest() -> None:
     assert {r.status for r in later} <= {Status.CANCELLED, Status.SKIPPED}
     assert [r.checkpoint for r in results] == [c.name for c in checkpoints]
     assert all(c.finished == 0 for c in checkpoints[2:])
+
+
+# ---------------------------------------------------------------- resizing (config reload)
+
+
+async def test_a_grown_pool_runs_more_at_once_at_once() -> None:
+    gate = asyncio.Event()
+    tracker = Concurrency()
+    async with CheckpointPool(2, queue_size=10) as pool:
+        futures = [
+            await pool.submit(FakeCheckpoint(f"c{i}", gate=gate, tracker=tracker)) for i in range(6)
+        ]
+        await wait_until(lambda: tracker.current == 2)
+        pool.resize(5)
+        await wait_until(lambda: tracker.current == 5)
+        gate.set()
+        results = [await f for f in futures]
+    assert tracker.peak == 5
+    assert [r.status for r in results] == [Status.SUCCESS] * 6
+
+
+async def test_a_shrunk_pool_lets_busy_workers_finish_and_then_runs_fewer_at_once() -> None:
+    first = asyncio.Event()
+    tracker = Concurrency()
+    async with CheckpointPool(4, queue_size=20) as pool:
+        busy = [
+            await pool.submit(FakeCheckpoint(f"busy{i}", gate=first, tracker=tracker))
+            for i in range(4)
+        ]
+        await wait_until(lambda: tracker.current == 4)
+        pool.resize(1)
+        # Nothing running was interrupted: all four are still inside.
+        await asyncio.sleep(0.02)
+        assert tracker.current == 4
+        later_tracker = Concurrency()
+        later = [
+            await pool.submit(FakeCheckpoint(f"later{i}", delay=0.01, tracker=later_tracker))
+            for i in range(8)
+        ]
+        first.set()
+        results = [await f for f in busy + later]
+    assert [r.status for r in results] == [Status.SUCCESS] * 12
+    assert later_tracker.peak == 1
+
+
+async def test_shrinking_an_idle_pool_stops_its_surplus_workers_and_loses_no_work() -> None:
+    tracker = Concurrency()
+    async with CheckpointPool(6, queue_size=10) as pool:
+        await asyncio.sleep(0)  # every worker parked on the backlog
+        pool.resize(2)
+        checkpoints = [FakeCheckpoint(f"c{i}", delay=0.005, tracker=tracker) for i in range(20)]
+        results = await pool.submit_many(checkpoints)
+    assert len(results) == 20
+    assert tracker.peak == 2
+
+
+async def test_a_resize_before_start_sets_the_starting_size() -> None:
+    tracker = Concurrency()
+    pool = CheckpointPool(1)
+    pool.resize(3)
+    async with pool:
+        await pool.submit_many(
+            [FakeCheckpoint(f"c{i}", delay=0.01, tracker=tracker) for i in range(9)]
+        )
+    assert tracker.peak == 3
+
+
+def test_a_pool_cannot_be_resized_below_one_worker() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        CheckpointPool(2).resize(0)
