@@ -56,8 +56,10 @@ class ResultSink(Protocol):
 Emit = Callable[["TriggerEvent"], Awaitable[bool]]
 """How a trigger hands over an event. It returns once the event is journaled (True) or refused
 as a duplicate of a key already journaled (False); it may wait while the pool is full — that wait
-is the backpressure a trigger feels. Only after it returns may the trigger acknowledge its source
-(commit a Kafka offset, remember a file as seen)."""
+is the backpressure a trigger feels. It raises when it cannot take the event (the journal
+failed, the daemon is stopping, the checkpoint is gone): the trigger must then not acknowledge
+it. Only after it returns may the trigger acknowledge its source (commit a Kafka offset,
+remember a file as seen)."""
 
 
 class TriggerSource(Protocol):

@@ -36,7 +36,7 @@ from checkpointd.daemon.sdnotify import SdNotifier
 from checkpointd.daemon.store import Store
 from checkpointd.daemon.store_model import JournalEntry
 from checkpointd.daemon.triggerset import TriggerSet, build_sources
-from checkpointd.errors import CheckpointdError
+from checkpointd.errors import CheckpointdError, RunnerError
 from checkpointd.protocols import TriggerSource
 from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.kafka import KafkaHub
@@ -287,11 +287,18 @@ class Daemon:
         self.triggers.start(cp.name, self._build_sources(cp))
 
     async def _emit(self, event: TriggerEvent) -> bool:
-        """Every trigger's path in: journal, then wait for a pool slot (backpressure)."""
+        """Every trigger's path in: journal, then wait for a pool slot (backpressure).
+
+        An event the daemon cannot take (it is stopping, or a reload removed the checkpoint
+        while the event was on its way) raises: False would mean "a duplicate, already
+        journaled", and the trigger would acknowledge an event nobody holds.
+        """
         name = event.checkpoint
         runner = self.runner
-        if name is None or name not in self.checkpoints or runner is None or self.draining:
-            return False
+        if runner is None or self.draining:
+            raise RunnerError(f"the daemon is stopping: event {event.key} not accepted")
+        if name is None or name not in self.checkpoints:
+            raise RunnerError(f"no checkpoint {name!r} (removed by a reload?): event not accepted")
         accepted = await runner.submit_event(name, event)
         if accepted:
             self.metrics.trigger_event(event.type, name)
