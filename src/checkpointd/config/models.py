@@ -6,6 +6,7 @@ Choices are ``Literal``s and plug-in kinds are discriminated unions on ``type``.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -379,6 +380,21 @@ class KafkaFilter(Model):
     header: str | None = None
     header_equals: str | None = None
 
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaFilter:
+        # ``equals: null`` is a real condition (the field is null), so "given" is about the
+        # keys written, not the values.
+        wants_equals = "equals" in self.model_fields_set
+        if (wants_equals or self.in_ is not None) and self.field is None:
+            raise ValueError("a kafka filter with equals or in needs field (the JSON field)")
+        if wants_equals and self.in_ is not None:
+            raise ValueError("a kafka filter takes equals or in, not both")
+        if self.header_equals is not None and self.header is None:
+            raise ValueError("a kafka filter with header_equals needs header (the header name)")
+        if self.field is not None and any(not part for part in self.field.split(".")):
+            raise ValueError(f"invalid field path {self.field!r}; expected a or a.b.c")
+        return self
+
 
 class KafkaTrigger(Model):
     type: Literal["kafka"]
@@ -390,6 +406,13 @@ class KafkaTrigger(Model):
     def _topic_or_pattern(self) -> KafkaTrigger:
         if (self.topic is None) == (self.pattern is None):
             raise ValueError("a kafka trigger needs exactly one of topic, pattern")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"invalid topic pattern {self.pattern!r}: {exc} (a Python regular expression)"
+                ) from None
         return self
 
 

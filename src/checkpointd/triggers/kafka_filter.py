@@ -101,17 +101,9 @@ class MessageFilter:
         self._header_value: bytes | None = None
         if spec is None:
             return
-        given = spec.model_fields_set
-        wants_equals = "equals" in given
-        if (wants_equals or spec.in_ is not None) and spec.field is None:
-            raise ValueError("a kafka filter with equals or in needs field (the JSON field)")
-        if wants_equals and spec.in_ is not None:
-            raise ValueError("a kafka filter takes equals or in, not both")
-        if spec.header_equals is not None and spec.header is None:
-            raise ValueError("a kafka filter with header_equals needs header (the header name)")
+        # The config model has checked that the conditions fit together.
+        wants_equals = "equals" in spec.model_fields_set
         if spec.field is not None:
-            if not spec.field or any(not part for part in spec.field.split(".")):
-                raise ValueError(f"invalid field path {spec.field!r}; expected a or a.b.c")
             self._path = tuple(spec.field.split("."))
         if wants_equals:
             self._equals = spec.equals

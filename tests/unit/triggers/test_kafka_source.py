@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from checkpointd.config.loader import parse_config
 from checkpointd.config.models import KafkaBatchSource, KafkaTrigger
 from checkpointd.errors import ConfigError
 from checkpointd.triggers.kafka_dispatch import Route
@@ -32,9 +33,35 @@ def trigger(**spec: Any) -> KafkaTrigger:
     return KafkaTrigger.model_validate({"type": "kafka", "topic": "orders", **spec})
 
 
-def test_a_filter_that_cannot_work_is_a_config_error_naming_the_trigger() -> None:
-    with pytest.raises(ConfigError, match=r"checkpoints\.cp\.triggers\[2\].*needs field"):
-        KafkaSource("cp", 2, trigger(filter={"equals": "x"}), hub=RecordingHub())  # type: ignore[arg-type]
+KAFKA_CONFIG = """
+kafka: {{bootstrap_servers: "127.0.0.1:9092", group_id: g}}
+checkpoints:
+  - name: cp
+    data_source: {{type: inline, rows: [{{id: 1}}]}}
+    validators: [{{type: not_null, columns: [id]}}]
+    triggers:
+      - {{type: manual}}
+      - {trigger}
+"""
+
+
+@pytest.mark.parametrize(
+    ("trigger_yaml", "message"),
+    [
+        ('{type: kafka, topic: t, filter: {equals: "x"}}', "needs field"),
+        ("{type: kafka, topic: t, filter: {field: a, equals: 1, in: [1]}}", "not both"),
+        ('{type: kafka, topic: t, filter: {header_equals: "x"}}', "needs header"),
+        ("{type: kafka, topic: t, filter: {field: a..b}}", "invalid field path"),
+        ('{type: kafka, pattern: "orders[."}', "invalid topic pattern"),
+    ],
+)
+def test_a_kafka_trigger_that_cannot_work_is_a_config_error_naming_it(
+    trigger_yaml: str, message: str
+) -> None:
+    # `checkpointd check` says so, not only a starting daemon.
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(KAFKA_CONFIG.format(trigger=trigger_yaml), source="c.yaml")
+    assert "checkpoints[0].triggers[1]" in str(info.value)
 
 
 async def test_running_attaches_a_route_until_cancelled() -> None:
