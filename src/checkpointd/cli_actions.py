@@ -277,6 +277,7 @@ async def _actions_test(
 ) -> int:
     from checkpointd.actions.channel import ChannelContext
     from checkpointd.actions.dryrun import dry_run, send_once
+    from checkpointd.actions.redact import Scrubber, secrets_of
     from checkpointd.actions.service import make_session
 
     session = None
@@ -293,14 +294,21 @@ async def _actions_test(
     cp = config.checkpoint(name)
     items = dry_run(cp, status, previous, context)
     outcomes: dict[str, str | None] = {}
+    # A python action's exception is user text: scrub it of every configured secret, as
+    # the daemon's dispatcher does.
+    scrub = Scrubber(
+        secret
+        for checkpoint in config.checkpoints
+        for action in checkpoint.actions.items
+        for secret in secrets_of(action, config.kafka)
+    )
     try:
         if args.send:
             for item in items:
                 if item.fires and item.problem is None:
                     action = cp.actions.items[item.spec.index]
-                    outcomes[item.spec.name] = await send_once(
-                        item, action.timeout.total_seconds() + 1
-                    )
+                    why = await send_once(item, action.timeout.total_seconds() + 1)
+                    outcomes[item.spec.name] = None if why is None else scrub(why)
     finally:
         for item in items:
             await item.channel.close()

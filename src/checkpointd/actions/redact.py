@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from checkpointd.config.models import (
     ActionConfig,
@@ -58,6 +58,9 @@ def _url_secrets(url: str) -> list[str]:
         found.extend(seg for seg in parts.path.split("/") if len(seg) >= 8)
     if parts.query:
         found.append(parts.query)
+        # Each long value alone too, as for path segments: a foreign error may quote a
+        # token without its name (``token=...``).
+        found.extend(value for _name, value in parse_qsl(parts.query) if len(value) >= 8)
     if parts.username:
         found.append(parts.username)
     if parts.password:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from checkpointd.config.interpolate import DataPath
@@ -127,6 +127,8 @@ def _describe(
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
     found = _found(error.get("input"), path, masks)
+    if path not in masks and _holds_secret(target, path):
+        found = _kind_of(error.get("input"), found)
 
     if kind == "missing":
         return FieldProblem(path[:-1], f"missing required key {path[-1]!r}", at_parent=True)
@@ -163,6 +165,22 @@ def _describe(
     if kind in _SIMPLE_TYPES:
         return FieldProblem(path, f"expected {_SIMPLE_TYPES[kind]}, found {found}")
     return FieldProblem(path, f"{error['msg'][0].lower()}{error['msg'][1:]}; found {found}")
+
+
+def _holds_secret(target: Any, path: DataPath) -> bool:
+    """Whether the value at ``path`` is a secret even when written literally in the file:
+    a ``SecretStr`` field (tokens, signing secrets, routing keys, passwords) or a header
+    value (``Authorization: Bearer ...``)."""
+    return target is SecretStr or (len(path) >= 2 and path[-2] == "headers")
+
+
+def _kind_of(value: Any, found: str) -> str:
+    """What a secret field held, by kind only (a mistyped secret is still a secret)."""
+    if isinstance(value, str):
+        return "a string (not shown: the key holds a secret)"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number (not shown: the key holds a secret)"
+    return found  # null, true/false, "a mapping", "a list of 2": no content shown
 
 
 def _found(value: Any, path: DataPath, masks: Mapping[DataPath, Masked]) -> str:
