@@ -35,7 +35,11 @@ class RunJournal(Protocol):
         """Record an accepted event for one checkpoint; False when its key was seen before."""
         ...
 
-    async def journal_mark_running(self, event: TriggerEvent, checkpoint: str) -> None: ...
+    async def journal_mark_running(self, event: TriggerEvent, checkpoint: str) -> None:
+        """Note that the run of an accepted event started. May return before this is
+        durable (it commits no later than the run's result): a crash between leaves the
+        row ``accepted``, which recovery treats as it treats ``running``."""
+        ...
 
     async def save_results(
         self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]

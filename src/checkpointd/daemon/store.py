@@ -6,8 +6,10 @@ journal rows a crash left unfinished to ``on_recover``. After that:
 
 - writes (journal, results, state) go through one writer coroutine that
   commits many callers' rows per transaction (see ``store_writer``); an
-  awaited write is committed when it returns;
-- reads run on a second, read-only connection and never wait for the writer.
+  awaited write is committed when it returns, except ``journal_mark_running``,
+  which is queued (see there);
+- reads run on a second, read-only connection and never wait for the writer
+  (but ``journal_entries`` waits for queued running marks, so it sees them).
 
 When a write fails because the disk is full (or the file system turned
 read-only or failing), the store turns unwritable (:attr:`Store.writable`
@@ -255,15 +257,27 @@ class Store:
         """
         now = db_time(self._clock.now())
         records = dump_json(list(event.records)) if event.records is not None else None
-        row = (event.key, checkpoint, event.type, dump_json(dict(event.params)), records,
+        params = dump_json(dict(event.params)) if event.params else "{}"
+        row = (event.key, checkpoint, event.type, params, records,
                db_time(event.fired_at), now, now)  # fmt: skip
         accepted: bool = await self._writer.submit(AcceptOp(event.key, checkpoint, row))
         return accepted
 
     async def journal_mark_running(self, event: TriggerEvent, checkpoint: str) -> None:
-        """accepted → running (again, on a retry or a re-run), counting the attempt."""
+        """accepted → running (again, on a retry or a re-run), counting the attempt.
+
+        Queued, not awaited: the mark commits with the next group commit, always
+        before this event's result (the writer keeps queue order), and the run
+        need not wait a commit for it. Nothing rests on it being durable first:
+        the row is journaled since ``journal_accept`` returned, and a crash
+        leaves it ``accepted`` or ``running``, both unfinished and recovered the
+        same way (only ``attempts`` may then miss that last attempt).
+        :meth:`journal_entries` waits for queued marks, so reads see them. Raises
+        StoreError only when the store is closed; a mark that fails to commit
+        (say, a full disk) is logged.
+        """
         now = db_time(self._clock.now())
-        await self._writer.submit(MarkRunningOp(event.key, checkpoint, now))
+        await self._writer.post(MarkRunningOp(event.key, checkpoint, now))
 
     async def journal_mark(
         self, key: str, checkpoint: str, state: Literal["failed", "interrupted"]
@@ -334,6 +348,12 @@ class Store:
         """The newest run of ``checkpoint``, or None."""
         return await self.read(lambda conn: queries.last_result(conn, checkpoint))
 
+    async def last_results(self, checkpoints: Iterable[str]) -> dict[str, CheckpointResult]:
+        """The newest run of each of ``checkpoints`` that ran (one that never ran has no
+        key): :meth:`last_result` for many checkpoints, a query per 500 of them."""
+        names = list(checkpoints)
+        return await self.read(lambda conn: queries.last_results(conn, names))
+
     async def count_runs(
         self,
         checkpoint: str | None = None,
@@ -352,8 +372,12 @@ class Store:
         states: Iterable[JournalState] | None = None,
         checkpoint: str | None = None,
     ) -> list[JournalEntry]:
-        """Journal rows, oldest first, optionally of one ``state`` (or of ``states``)."""
+        """Journal rows, oldest first, optionally of one ``state`` (or of ``states``).
+
+        Waits for ``journal_mark_running`` marks still queued, so they are seen.
+        """
         wanted = [state] if state is not None else (list(states) if states is not None else None)
+        await self._settled()
         return await self.read(
             lambda conn: queries.journal_entries(conn, states=wanted, checkpoint=checkpoint)
         )
@@ -414,6 +438,12 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store at {self.state_dir} is closed")
+
+    async def _settled(self) -> None:
+        # Not from inside a transaction (a write hook reading the journal): the queued
+        # marks wait for that very transaction, so waiting for them would never end.
+        if asyncio.current_task() is not self._writer.task:
+            await self._writer.settled()
 
     # ------------------------------------------------------------ writability
 

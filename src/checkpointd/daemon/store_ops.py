@@ -2,23 +2,31 @@
 
 An op carries its rows ready to bind (they are encoded in the caller's task,
 so a value that cannot be encoded fails its own caller and never reaches the
-writer). ``apply_many`` applies a run of same-class ops from one batch with
-``executemany`` where it can, so a batch of 500 results costs a handful of
-round trips to the SQLite thread, not 500.
+writer). ``apply_many`` applies a run of same-class ops from one batch, with
+``executemany`` where it can. It is plain synchronous ``sqlite3`` code: the
+writer runs the ``apply_many`` of a whole transaction, with its BEGIN and
+COMMIT, in one call on the connection's thread, so a batch costs one round
+trip to that thread, not one per statement.
+
+Code that needs the event loop (``save_results``' ``extra`` hook, ``Store.write``)
+is an op's :meth:`WriteOp.hook`: the writer runs it on the loop, with the
+aiosqlite connection, inside the same transaction, right after its group's
+rows.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import aiosqlite
 
 from checkpointd.checkpoints.result import Status
-from checkpointd.daemon.store_model import RetentionReport, db_time, dump_json
+from checkpointd.daemon.store_model import RetentionReport, db_time, result_json
 
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult
@@ -36,10 +44,21 @@ again in a retry.
 class WriteOp(ABC):
     """One caller's write. Ops of one class that queue up together are applied together."""
 
+    hook_result: ClassVar[bool] = False
+    """True when the op's result is what its :meth:`hook` returns (not ``apply_many``'s)."""
+
     @classmethod
     @abstractmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        """Apply ``ops`` (in order) inside the open transaction; one result per op."""
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        """Apply ``ops`` (in order) inside the open transaction; one result per op.
+
+        Runs on the connection's own thread: synchronous sqlite3 calls only.
+        """
+
+    def hook(self) -> TransactionHook | None:
+        """Async code to run on the event loop after this op's group, in the same
+        transaction (see :data:`TransactionHook`); None for most ops."""
+        return None
 
     @abstractmethod
     def describe(self) -> str:
@@ -65,17 +84,17 @@ class AcceptOp(WriteOp):
     row: tuple[Any, ...]  # the values of _INSERT_JOURNAL, key and checkpoint first
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        # One lookup for the whole group instead of one INSERT round trip per
-        # event: under the write lock nothing can slip in between.
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        # One lookup for the whole group instead of one INSERT per event that
+        # may fail: under the write lock nothing can slip in between.
         existing: set[tuple[str, str]] = set()
         keys = list({op.key for op in ops})
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = await conn.execute_fetchall(
+            rows = conn.execute(
                 f"SELECT key, checkpoint FROM journal WHERE key IN ({marks})", chunk
-            )
+            ).fetchall()
             existing.update((row[0], row[1]) for row in rows)
         fresh: list[tuple[Any, ...]] = []
         results: list[Any] = []
@@ -86,7 +105,7 @@ class AcceptOp(WriteOp):
                 existing.add(pair)
                 fresh.append(op.row)
         if fresh:
-            await conn.executemany(_INSERT_JOURNAL, fresh)
+            conn.executemany(_INSERT_JOURNAL, fresh)
         return results
 
     def describe(self) -> str:
@@ -102,8 +121,8 @@ class MarkRunningOp(WriteOp):
     now: str
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        await conn.executemany(
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        conn.executemany(
             "UPDATE journal SET state = 'running', attempts = attempts + 1, updated_at = ? "
             "WHERE key = ? AND checkpoint = ? AND state IN ('accepted', 'running')",
             [(op.now, op.key, op.checkpoint) for op in ops],
@@ -124,10 +143,10 @@ class MarkOp(WriteOp):
     now: str
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
         results: list[Any] = []
         for op in ops:
-            cursor = await conn.execute(
+            cursor = conn.execute(
                 "UPDATE journal SET state = ?, updated_at = ?, records = NULL "
                 "WHERE key = ? AND checkpoint = ? AND state IN ('accepted', 'running')",
                 (op.state, op.now, op.key, op.checkpoint),
@@ -183,12 +202,14 @@ class SaveOp(WriteOp):
         validators: list[tuple[Any, ...]] = []
         journal_done: list[tuple[Any, ...]] = []
         for result, event in items:
-            trigger = event.info() if event is not None else result.trigger
+            # The journal key: the event's (a TriggerInfo needs not be built for it).
+            source = event if event is not None else result.trigger
+            started, finished = db_time(result.started_at), db_time(result.finished_at)
             runs.append((
-                result.run_id, result.checkpoint, result.status.value, db_time(result.started_at),
-                db_time(result.finished_at), result.duration_seconds, result.attempt,
-                trigger.type if trigger else None, trigger.key if trigger else None,
-                dump_json(result.to_dict()),
+                result.run_id, result.checkpoint, result.status.value, started, finished,
+                result.duration_seconds, result.attempt,
+                source.type if source else None, source.key if source else None,
+                result_json(result, started, finished),
             ))  # fmt: skip
             for position, v in enumerate(result.validators):
                 validators.append((
@@ -196,27 +217,27 @@ class SaveOp(WriteOp):
                     json.dumps(list(v.columns)) if v.columns else None, v.status.value,
                     v.severity, v.checked_count, v.failed_count, v.failed_ratio, v.message,
                 ))  # fmt: skip
-            if trigger is not None:
+            if source is not None:
                 state = "interrupted" if result.status is Status.CANCELLED else "done"
-                journal_done.append((state, result.run_id, now, trigger.key, result.checkpoint))
+                journal_done.append((state, result.run_id, now, source.key, result.checkpoint))
         run_ids = tuple(result.run_id for result, _ in items)
         return cls(runs, validators, journal_done, extra, run_ids)
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
         runs = [row for op in ops for row in op.runs]
         validators = [row for op in ops for row in op.validators]
         journal_done = [row for op in ops for row in op.journal_done]
         if runs:
-            await conn.executemany(_INSERT_RUN, runs)
+            conn.executemany(_INSERT_RUN, runs)
         if validators:
-            await conn.executemany(_INSERT_VALIDATOR, validators)
+            conn.executemany(_INSERT_VALIDATOR, validators)
         if journal_done:
-            await conn.executemany(_JOURNAL_DONE, journal_done)
-        for op in ops:
-            if op.extra is not None:
-                await op.extra(conn)
+            conn.executemany(_JOURNAL_DONE, journal_done)
         return [None] * len(ops)
+
+    def hook(self) -> TransactionHook | None:
+        return self.extra
 
     def describe(self) -> str:
         shown = ", ".join(self.run_ids[:3]) + (", ..." if len(self.run_ids) > 3 else "")
@@ -236,8 +257,8 @@ class SetStateOp(WriteOp):
     now: str
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        await conn.executemany(
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        conn.executemany(
             "INSERT INTO kv_state (namespace, key, value, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (namespace, key) DO UPDATE SET "
             "value = excluded.value, updated_at = excluded.updated_at",
@@ -259,15 +280,15 @@ class SeenOp(WriteOp):
     forget: bool = False
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
         for op in ops:
             if op.forget:
-                await conn.executemany(
+                conn.executemany(
                     "DELETE FROM seen_keys WHERE namespace = ? AND key = ?",
                     [(op.namespace, key) for key in op.keys],
                 )
             else:
-                await conn.executemany(
+                conn.executemany(
                     "INSERT INTO seen_keys (namespace, key, seen_at) VALUES (?, ?, ?) "
                     "ON CONFLICT (namespace, key) DO NOTHING",
                     [(op.namespace, key, op.now) for key in op.keys],
@@ -286,9 +307,14 @@ class CallOp(WriteOp):
     fn: TransactionHook
     what: str = "a write"
 
+    hook_result: ClassVar[bool] = True
+
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        return [await op.fn(conn) for op in ops]
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        return [None] * len(ops)  # all its work is its hook
+
+    def hook(self) -> TransactionHook | None:
+        return self.fn
 
     def describe(self) -> str:
         return self.what
@@ -307,24 +333,24 @@ class RetentionOp(WriteOp):
     max_runs: int | None
 
     @classmethod
-    async def apply_many(cls, conn: aiosqlite.Connection, ops: Sequence[Self]) -> list[Any]:
-        return [await op._apply(conn) for op in ops]
+    def apply_many(cls, conn: sqlite3.Connection, ops: Sequence[Self]) -> list[Any]:
+        return [op._apply(conn) for op in ops]
 
-    async def _apply(self, conn: aiosqlite.Connection) -> RetentionReport:
+    def _apply(self, conn: sqlite3.Connection) -> RetentionReport:
         # Collect the doomed runs once, then delete children before parents
         # so the validator count is exact (ON DELETE CASCADE would hide it).
-        await conn.execute(
+        conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS doomed_runs (run_id TEXT PRIMARY KEY) WITHOUT ROWID"
         )
-        await conn.execute("DELETE FROM temp.doomed_runs")
+        conn.execute("DELETE FROM temp.doomed_runs")
         if self.cutoff is not None:
-            await conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO temp.doomed_runs "
                 "SELECT run_id FROM runs WHERE started_at < ?",
                 (self.cutoff,),
             )
         if self.max_runs is not None:
-            await conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO temp.doomed_runs SELECT run_id FROM ("
                 "  SELECT run_id, row_number() OVER ("
                 "    PARTITION BY checkpoint ORDER BY started_at DESC, seq DESC) AS newest"
@@ -332,12 +358,12 @@ class RetentionOp(WriteOp):
                 (self.max_runs,),
             )
         doomed = "SELECT run_id FROM temp.doomed_runs"
-        validators = await conn.execute(f"DELETE FROM validator_results WHERE run_id IN ({doomed})")
-        runs = await conn.execute(f"DELETE FROM runs WHERE run_id IN ({doomed})")
+        validators = conn.execute(f"DELETE FROM validator_results WHERE run_id IN ({doomed})")
+        runs = conn.execute(f"DELETE FROM runs WHERE run_id IN ({doomed})")
         report = RetentionReport(runs=runs.rowcount, validators=validators.rowcount)
-        await conn.execute("DELETE FROM temp.doomed_runs")
+        conn.execute("DELETE FROM temp.doomed_runs")
         if self.cutoff is not None:
-            journal = await conn.execute(
+            journal = conn.execute(
                 "DELETE FROM journal WHERE state IN ('done', 'failed', 'interrupted') "
                 "AND updated_at < ?",
                 (self.cutoff,),

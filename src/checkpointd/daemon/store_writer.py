@@ -8,7 +8,16 @@ committed. While one commit is being synced to disk the next callers pile up
 in the queue and share the next commit: that sharing is what makes thousands
 of runs per second possible with a full fsync per commit.
 
-Consecutive ops of one class are applied together (``WriteOp.apply_many``).
+Consecutive ops of one class are applied together (``WriteOp.apply_many``),
+and a whole transaction, BEGIN to COMMIT, is one call on the connection's
+thread: the writer's cost per batch is one hop to that thread and back, not
+one per statement. Only ops with an async :meth:`~WriteOp.hook` split it (the
+hook runs on the loop between two such calls).
+
+:meth:`StoreWriter.post` queues an op without waiting for its commit (the
+store's ``journal_mark_running``): it commits with the next batch, in queue
+order, and :meth:`StoreWriter.settled` waits until everything posted so far
+has committed. A posted op that fails is logged; nobody waits for it.
 
 One bad op must not take the others down, nor kill the writer: when a batch
 fails it is rolled back and replayed one op per transaction, and only the
@@ -20,14 +29,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
+import structlog
 
 from checkpointd.daemon.store_ops import WriteOp
 from checkpointd.errors import StoreError
+
+_log = structlog.get_logger("checkpointd.store")
+
+Step = Callable[[sqlite3.Connection], None]
+"""Synchronous work for the connection's thread."""
 
 # ------------------------------------------------------------------ the writer
 
@@ -45,6 +61,7 @@ class WriterStats:
 class _Pending:
     op: WriteOp
     future: asyncio.Future[Any]
+    posted: bool = False  # nobody awaits it: failures are logged, never raised
 
 
 class StoreWriter:
@@ -67,6 +84,7 @@ class StoreWriter:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: list[_Pending] = []
         self._closing = False
+        self._last_posted: asyncio.Future[Any] | None = None
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -76,19 +94,47 @@ class StoreWriter:
         )
 
     @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The writer coroutine's task (write hooks run inside it)."""
+        return self._task
+
+    @property
     def running(self) -> bool:
         """True while the writer accepts and commits ops."""
         return self._task is not None and not self._task.done() and not self._closing
 
     async def submit(self, op: WriteOp) -> Any:
         """Queue ``op`` and wait until it is committed; its result, or StoreError."""
+        future = await self._enqueue(op, posted=False)
+        return await future
+
+    async def post(self, op: WriteOp) -> None:
+        """Queue ``op`` to commit with the next batch, without waiting for the commit.
+
+        Waits only while the queue is full. Raises StoreError if the writer is
+        not running; a failure after that is logged (``settled`` still returns).
+        """
+        self._last_posted = await self._enqueue(op, posted=True)
+
+    async def settled(self) -> None:
+        """Wait until every op posted so far has been committed (or has failed)."""
+        last = self._last_posted
+        if last is not None and not last.done():
+            # The queue is FIFO: when the last posted op is through, all before it are.
+            await asyncio.shield(last)
+
+    async def _enqueue(self, op: WriteOp, *, posted: bool) -> asyncio.Future[Any]:
         if not self.running:
             raise StoreError(f"the store is closed; cannot perform {op.describe()}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(op, future))  # waits while the queue is full
-        if self._task is None or self._task.done():
-            self._fail_leftovers()  # the writer stopped while we waited for room
-        return await future
+        pending = _Pending(op, future, posted)
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            await self._queue.put(pending)  # waits while the queue is full
+            if self._task is None or self._task.done():
+                self._fail_leftovers()  # the writer stopped while we waited for room
+        return future
 
     async def close(self) -> None:
         """Commit everything queued so far, then stop."""
@@ -150,16 +196,27 @@ class StoreWriter:
             _resolve(pending, result)
 
     async def _transaction(self, ops: list[WriteOp]) -> list[Any]:
-        conn = self._conn
-        await conn.execute("BEGIN IMMEDIATE")
+        results: list[Any] = []
+        steps: list[Step] = [_begin]
         try:
-            results: list[Any] = []
-            for kind, group in itertools.groupby(ops, key=lambda op: type(op)):
-                results.extend(await kind.apply_many(conn, list(group)))
-            await conn.execute("COMMIT")
+            for kind, grouped in itertools.groupby(ops, key=lambda op: type(op)):
+                group = list(grouped)
+                offset = len(results)
+                results.extend([None] * len(group))
+                steps.append(_applying(kind, group, results, offset))
+                hooks = [(i, hook) for i, op in enumerate(group) if (hook := op.hook()) is not None]
+                if hooks:
+                    await self._in_thread(steps)
+                    steps = []
+                    for i, hook in hooks:
+                        value = await hook(self._conn)
+                        if kind.hook_result:
+                            results[offset + i] = value
+            steps.append(_commit)
+            await self._in_thread(steps)
         except BaseException as exc:
             with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
+                await self._in_thread([_rollback])
             if self._on_outcome is not None and isinstance(exc, Exception):
                 self._on_outcome(exc)
             raise
@@ -168,6 +225,22 @@ class StoreWriter:
         self.stats.commits += 1
         self.stats.ops += len(ops)
         return results
+
+    async def _in_thread(self, steps: list[Step]) -> None:
+        """Run ``steps`` in order on the connection's own thread, in one hop."""
+        conn = self._conn
+
+        def run() -> None:
+            raw = conn._conn  # the sqlite3 connection, touched only on its own thread
+            for step in steps:
+                step(raw)
+
+        # aiosqlite runs every call of a connection on one thread, in order;
+        # _execute is how its own methods get there, the only way to run
+        # several statements in one hop (tests/unit/daemon/test_store.py checks
+        # that a transaction costs one).
+        execute = cast(Callable[[Callable[[], None]], Any], conn._execute)
+        await execute(run)
 
     def _fail_leftovers(self) -> None:
         leftovers = self._in_flight
@@ -180,10 +253,27 @@ class StoreWriter:
             if item is not None:
                 leftovers.append(item)
         for pending in leftovers:
-            if not pending.future.done():
-                pending.future.set_exception(
-                    StoreError(f"the store writer stopped before {pending.op.describe()}")
-                )
+            _fail(pending, StoreError(f"the store writer stopped before {pending.op.describe()}"))
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _applying(kind: type[WriteOp], group: list[WriteOp], results: list[Any], offset: int) -> Step:
+    def step(conn: sqlite3.Connection) -> None:
+        results[offset : offset + len(group)] = kind.apply_many(conn, group)
+
+    return step
 
 
 def _resolve(pending: _Pending, result: Any) -> None:
@@ -197,4 +287,9 @@ def _fail(pending: _Pending, exc: Exception) -> None:
     error = exc if isinstance(exc, StoreError) else StoreError(f"{pending.op.describe()}: {exc}")
     if error is not exc:
         error.__cause__ = exc
+    if pending.posted:
+        # Nobody awaits a posted op: log the failure, and let settled() return.
+        _log.warning("a queued store write failed", error=str(error))
+        pending.future.set_result(None)
+        return
     pending.future.set_exception(error)

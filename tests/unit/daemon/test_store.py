@@ -633,3 +633,205 @@ async def test_a_run_cancelled_by_a_drain_is_journaled_interrupted_so_the_next_s
         interrupted = await store.journal_entries(state="interrupted")
         assert [e.key for e in interrupted] == [event.key]
         assert await store.journal_entries(state="done") == []
+
+
+# ---------------------------------------------------------------- the writer's cost
+
+
+@contextlib.contextmanager
+def counting_hops(store):
+    """Count the calls the writer's connection runs on its thread (each one a round trip)."""
+    conn = store._writer_conn
+    real = conn._execute
+    calls = []
+
+    async def counted(fn, *args, **kwargs):
+        calls.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    conn._execute = counted
+    try:
+        yield calls
+    finally:
+        del conn._execute
+
+
+async def test_a_batch_of_mixed_writes_is_one_commit_and_one_trip_to_the_sqlite_thread(store):
+    events = [event(f"orders/0/{i}") for i in range(10)]
+    for ev in events[:5]:
+        await store.journal_accept(ev, "orders")
+    commits = store.writer_stats.commits
+
+    with counting_hops(store) as hops:
+        await asyncio.gather(
+            *(store.journal_accept(ev, "orders") for ev in events[5:]),
+            *(store.journal_mark_running(ev, "orders") for ev in events[:5]),
+            *(store.save_results([(result(ev=ev), ev)]) for ev in events[:3]),
+            store.set_state("schedule", "orders#0", "x"),
+            store.mark_seen("file:landing", ["a", "b"]),
+            store.journal_mark("orders/0/4", "orders", "failed"),
+        )
+
+    assert store.writer_stats.commits - commits == 1
+    assert len(hops) == 1
+    states = {e.key: (e.state, e.attempts) for e in await store.journal_entries()}
+    assert states == {
+        **{ev.key: ("done", 1) for ev in events[:3]},
+        "orders/0/3": ("running", 1),
+        "orders/0/4": ("failed", 1),
+        **{ev.key: ("accepted", 0) for ev in events[5:]},
+    }
+
+
+async def test_a_write_hook_splits_the_transaction_but_shares_its_commit(store):
+    await store.write(_create_outbox, "creating the outbox")
+    saved, other = result(), result()
+
+    async def enqueue(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO outbox VALUES (?, 'slack')", (saved.run_id,))
+
+    commits = store.writer_stats.commits
+    with counting_hops(store) as hops:
+        await asyncio.gather(
+            store.save_results([(saved, None)], extra=enqueue),
+            store.save_results([(other, None)]),
+            store.set_state("x", "y", "z"),
+        )
+
+    # BEGIN and both saves' rows, then the hook's INSERT, then set_state and COMMIT.
+    assert len(hops) == 3
+    assert store.writer_stats.commits - commits == 1
+    assert await store.count_runs() == 2
+    assert await store.get_state("x", "y") == "z"
+
+
+# ---------------------------------------------------------------- running marks are queued
+
+
+async def test_marking_running_returns_before_its_commit_and_journal_reads_wait_for_it(
+    store, state_dir
+):
+    ev = event("orders/0/1")
+    await store.journal_accept(ev, "orders")
+
+    await store.journal_mark_running(ev, "orders")
+
+    with raw(state_dir) as conn:  # no await since: the writer has not run yet
+        on_disk = conn.execute("SELECT state, attempts FROM journal").fetchall()
+    (entry,) = await store.journal_entries()
+    assert on_disk == [("accepted", 0)]
+    assert (entry.state, entry.attempts) == ("running", 1)
+
+
+async def test_a_running_mark_commits_before_the_result_of_its_run(store):
+    ev = event("orders/0/1")
+    await store.journal_accept(ev, "orders")
+    done = result(ev=ev)
+
+    await store.journal_mark_running(ev, "orders")
+    await store.save_results([(done, ev)])
+
+    (entry,) = await store.journal_entries()
+    assert (entry.state, entry.attempts, entry.run_id) == ("done", 1, done.run_id)
+
+
+async def test_running_marks_queued_at_close_are_committed(state_dir):
+    store = await Store.open(state_dir)
+    ev = event("orders/0/1")
+    await store.journal_accept(ev, "orders")
+    await store.journal_mark_running(ev, "orders")
+
+    await store.close()
+
+    async with await Store.open(state_dir, on_recover=_ignore) as again:
+        assert [(e.state, e.attempts) for e in again.recovered] == [("running", 1)]
+
+
+async def test_marking_running_on_a_closed_store_is_a_store_error(state_dir):
+    store = await Store.open(state_dir)
+    await store.close()
+
+    with pytest.raises(StoreError, match="closed"):
+        await store.journal_mark_running(event("k"), "orders")
+
+
+async def test_a_running_mark_that_fails_is_logged_and_the_row_stays_unfinished(store):
+    from structlog.testing import capture_logs
+
+    ev = event("orders/0/1")
+    await store.journal_accept(ev, "orders")
+
+    async def refuse_updates(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "CREATE TRIGGER no_updates BEFORE UPDATE ON journal "
+            "BEGIN SELECT RAISE(ABORT, 'journal is frozen'); END"
+        )
+
+    await store.write(refuse_updates, "freezing the journal")
+    with capture_logs() as logs:
+        await store.journal_mark_running(ev, "orders")  # does not raise
+        (entry,) = await store.journal_entries()
+
+    assert (entry.state, entry.attempts) == ("accepted", 0)
+    failures = [log for log in logs if log["event"] == "a queued store write failed"]
+    assert len(failures) == 1
+    assert "journal is frozen" in failures[0]["error"]
+    assert store.healthy
+
+
+async def test_a_write_hook_may_read_the_journal_while_running_marks_are_queued(store):
+    ev = event("orders/0/1")
+    await store.journal_accept(ev, "orders")
+
+    async def read_journal(conn: aiosqlite.Connection) -> list[JournalEntry]:
+        return await store.journal_entries()
+
+    async with asyncio.timeout(10):  # waiting for the queued mark here would never end
+        mark = asyncio.ensure_future(store.journal_mark_running(ev, "orders"))
+        seen = await store.write(read_journal, "reading the journal")
+        await mark
+
+    assert [e.state for e in seen] == ["accepted"]  # committed state: the mark is in this batch
+    assert [e.state for e in await store.journal_entries()] == ["running"]
+
+
+# ---------------------------------------------------------------- last results in bulk
+
+
+async def test_last_results_gives_the_newest_run_of_each_checkpoint_that_ran(store):
+    def at(minutes):
+        return T0 + timedelta(minutes=minutes)
+
+    older = result("orders", started_at=at(1))
+    newest = result("orders", started_at=at(3))
+    tie_first = result("payments", started_at=at(2))
+    tie_second = result("payments", started_at=at(2))  # same start: the later stored wins
+    await store.save_results([(older, None), (newest, None), (tie_first, None)])
+    await store.save_results([(tie_second, None)])
+
+    found = await store.last_results(["payments", "orders", "never-ran", "orders"])
+
+    assert {name: r.run_id for name, r in found.items()} == {
+        "orders": newest.run_id,
+        "payments": tie_second.run_id,
+    }
+    assert found["orders"].to_dict() == newest.to_dict()
+    assert await store.last_results([]) == {}
+
+
+async def test_last_results_answers_for_more_checkpoints_than_one_query_binds(store):
+    names = [f"cp-{i:04d}" for i in range(1_100)]
+    runs = {name: result(name, started_at=T0 + timedelta(seconds=i)) for i, name in
+            enumerate(names[::2])}  # fmt: skip
+    await store.save_results([(r, None) for r in runs.values()])
+
+    found = await store.last_results(names)
+
+    assert {name: r.run_id for name, r in found.items()} == {
+        name: r.run_id for name, r in runs.items()
+    }
+    for name in names[:6]:
+        single = await store.last_result(name)
+        assert (single.run_id if single else None) == (
+            found[name].run_id if name in found else None
+        )
