@@ -121,3 +121,31 @@ def test_a_reload_turns_watching_the_config_file_on_and_off(tmp_path):
         assert daemon.ready()
         assert daemon.proc.poll() is None
         assert "critical task ended" not in daemon.log()
+
+
+def test_a_reload_that_sets_retention_sweeps_at_once(tmp_path):
+    state = tmp_path / "state"
+    data = write_ids_csv(tmp_path / "ids.csv", [1, 2, 3])
+    base = CONFIG.format(
+        state=state,
+        slots=2,
+        watch="false",
+        data=data,
+        validators="      - {type: not_null, columns: [id]}",
+        extra="",
+    )
+    with run_daemon(base, tmp_path) as daemon:
+        for _ in range(5):
+            daemon.post_run("slow")
+        wait_for(lambda: len(daemon.runs(checkpoint="slow")) == 5, what="five runs recorded")
+
+        daemon.config_path.write_text(
+            base.replace(
+                "  watch_config: false\n",
+                "  watch_config: false\n  retention: {max_runs_per_checkpoint: 2}\n",
+            )
+        )
+        answer = daemon.post("/-/reload")
+        assert answer.status == 200, answer.body
+        # Not at the next ten-minute sweep: now.
+        wait_for(lambda: len(daemon.runs(checkpoint="slow")) == 2, timeout=20, what="the sweep")

@@ -24,7 +24,7 @@ from checkpointd.actions.service import ActionService
 from checkpointd.checkpoints.checkpoint import Checkpoint
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.config.models import CheckpointConfig, Config
+from checkpointd.config.models import CheckpointConfig, Config, RetentionConfig
 from checkpointd.daemon.control import DaemonControl
 from checkpointd.daemon.executor import RunExecutor
 from checkpointd.daemon.guarded import GuardedCheckpoint, OverlapGate
@@ -34,7 +34,7 @@ from checkpointd.daemon.metrics import Metrics
 from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.daemon.sdnotify import SdNotifier
 from checkpointd.daemon.store import Store
-from checkpointd.daemon.store_model import JournalEntry
+from checkpointd.daemon.store_model import JournalEntry, RetentionReport
 from checkpointd.daemon.triggerset import TriggerSet, build_sources
 from checkpointd.errors import CheckpointdError, RunnerError
 from checkpointd.protocols import TriggerSource
@@ -95,6 +95,7 @@ class Daemon:
         # Long-lived tasks that must run until shutdown; one that ends is a dead daemon.
         self._critical: list[asyncio.Task[Any]] = []
         self._config_watch: asyncio.Task[Any] | None = None
+        self._retention_wake = asyncio.Event()
         self._exit_event: asyncio.Event | None = None
         self._force_event: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
@@ -191,8 +192,8 @@ class Daemon:
         await self.kafka.start()
         for cp in config.checkpoints:
             self._start_sources(cp)
-        if d.retention.max_age is not None or d.retention.max_runs_per_checkpoint is not None:
-            self._spawn(self._retention_loop(), "retention", critical=True)
+        # Always: a reload may turn retention on (a sweep without it costs nothing).
+        self._spawn(self._retention_loop(), "retention", critical=True)
         self.watch_config(d.watch_config)
         if self.notifier.enabled and self.notifier.watchdog_interval() is not None:
             self._spawn(
@@ -412,12 +413,22 @@ class Daemon:
                 return task.get_name()
         return None
 
+    def sweep_retention_now(self, retention: RetentionConfig) -> None:
+        """Keep what ``retention`` says from now on, starting with a sweep at once."""
+        if self.store is not None:
+            self.store.retention = retention
+            self._retention_wake.set()
+
     async def _retention_loop(self) -> None:
         assert self.store is not None
         while True:
             try:
                 report = await self.store.apply_retention()
-                log.info("retention applied", report=str(report))
+                if report != RetentionReport():
+                    log.info("retention applied", report=str(report))
             except CheckpointdError as exc:
                 log.error("retention failed", error=str(exc))
-            await asyncio.sleep(RETENTION_EVERY)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETENTION_EVERY):
+                    await self._retention_wake.wait()
+            self._retention_wake.clear()

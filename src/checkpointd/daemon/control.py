@@ -49,14 +49,6 @@ BREATHE_EVERY = 50
 """Items a reload builds or registers between two yields to the loop (each is ~0.1-0.2 ms:
 50 keep any one step of a 1,000-checkpoint reload to a few milliseconds)."""
 
-NOT_LIVE_YET = frozenset(
-    {
-        "daemon.retention.max_age",
-        "daemon.retention.max_runs_per_checkpoint",
-    }
-)
-"""Settings the config diff calls live that this daemon still applies only at a restart."""
-
 
 @dataclass(frozen=True)
 class ReloadResult:
@@ -304,9 +296,8 @@ class DaemonControl:
         )
         if "daemon.watch_config" in live:
             daemon.watch_config(d.watch_config)
-        later = sorted(live & NOT_LIVE_YET)
-        if later:
-            log.warning("these changes take effect at the next restart", keys=later)
+        if live & {"daemon.retention.max_age", "daemon.retention.max_runs_per_checkpoint"}:
+            daemon.sweep_retention_now(d.retention)
 
     async def watch_config_loop(self) -> None:
         """``daemon.watch_config: true``: reload when the file's content changes."""

@@ -417,6 +417,15 @@ class Store:
 
     # ------------------------------------------------------------ retention
 
+    @property
+    def retention(self) -> RetentionConfig | None:
+        """What :meth:`apply_retention` keeps; a reload may change it."""
+        return self._retention
+
+    @retention.setter
+    def retention(self, config: RetentionConfig | None) -> None:
+        self._retention = config
+
     async def apply_retention(self) -> RetentionReport:
         """Delete what the retention config no longer keeps; return the counts.
 
