@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from checkpointd.clock import FrozenClock, SystemClock
 from checkpointd.config.models import ScheduleTrigger
@@ -28,6 +29,7 @@ from checkpointd.triggers.schedule import (
     compile_schedule,
     crontab_weekdays,
 )
+from checkpointd.triggers.schedule_wheel import ScheduleWheel
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 SATURDAY = datetime(2026, 11, 21, 10, 7, 30, tzinfo=UTC)
@@ -634,3 +636,145 @@ async def test_the_source_stops_cleanly_when_cancelled(schedule):
         await task
 
     assert task.cancelled()
+
+
+# ---------------------------------------------------------------- the shared wheel
+
+
+TICK = 0.005  # max_sleep of the wheels below: they re-read the frozen clock this often
+
+
+async def until(condition: Any, what: str) -> None:
+    """Let the loop run until ``condition()`` holds (the frozen clock does not move)."""
+    try:
+        async with asyncio.timeout(10):
+            while not condition():  # noqa: ASYNC110 - polls plain state of wheel and doubles
+                await asyncio.sleep(TICK)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def stop(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_co_due_sources_share_one_timer_and_all_emit_before_any_persists():
+    t0 = utc(2026, 11, 23, 12)
+    clock, state = FrozenClock(t0), MemoryState()
+    wheel = ScheduleWheel(clock, max_sleep=TICK)
+    persisted_at_emit: list[int] = []
+
+    async def emit(event: TriggerEvent) -> bool:
+        persisted_at_emit.append(
+            sum(
+                json.loads(v)["last_fire"] == event.params["fire_time"]
+                for v in state.values.values()
+            )
+        )
+        return True
+
+    sources = [
+        ScheduleSource(f"cp{i}", 0, spec(interval="1h"), state=state, clock=clock, wheel=wheel)
+        for i in range(20)
+    ]
+    tasks = [asyncio.create_task(s.run(emit)) for s in sources]
+    try:
+        await until(lambda: wheel.waiting == 20, "all sources waiting")
+        assert wheel.instants == 1
+        assert {s.next_fire_time for s in sources} == {t0 + HOUR}
+
+        clock.advance(3600)
+        await until(lambda: len(persisted_at_emit) == 20 and wheel.waiting == 20, "one round")
+
+        assert persisted_at_emit == [0] * 20  # every emit came before any bookkeeping
+        assert all(
+            state.saved(f"cp{i}/schedule[0]")["last_fire"] == "2026-11-23T13:00:00Z"
+            for i in range(20)
+        )
+        assert wheel.instants == 1
+        assert {s.next_fire_time for s in sources} == {t0 + 2 * HOUR}
+    finally:
+        await stop(tasks)
+
+
+async def test_a_stopped_source_no_longer_waits_on_the_wheel():
+    clock = FrozenClock(utc(2026, 11, 23, 12))
+    wheel = ScheduleWheel(clock, max_sleep=TICK)
+    journal = Journal(clock)
+    tasks = [
+        asyncio.create_task(
+            ScheduleSource(
+                f"cp{i}", 0, spec(interval="1h"), state=MemoryState(), clock=clock, wheel=wheel
+            ).run(journal.emit)
+        )
+        for i in range(3)
+    ]
+    await until(lambda: wheel.waiting == 3, "all sources waiting")
+
+    await stop(tasks[:1])  # a reload removed one checkpoint
+
+    assert wheel.waiting == 2
+    await stop(tasks[1:])
+    assert wheel.waiting == 0
+    assert wheel.armed_for is None
+
+
+def test_an_interval_answers_the_same_whatever_the_order_of_questions():
+    next_fire = compile_schedule(spec(interval="10m"), anchor=ANCHOR)
+    asked = [
+        ANCHOR + timedelta(minutes=10),  # the fire time just returned: one step on
+        ANCHOR + timedelta(minutes=20),
+        ANCHOR + timedelta(minutes=3),  # somewhere else on the grid: placed by division
+        ANCHOR + timedelta(minutes=10),
+        ANCHOR - timedelta(days=1),
+    ]
+
+    answers = [next_fire(after) for after in asked]
+
+    fresh = compile_schedule(spec(interval="10m"), anchor=ANCHOR)
+    assert answers == [fresh(after) for after in reversed(asked)][::-1]
+    assert answers == [
+        ANCHOR + timedelta(minutes=20),
+        ANCHOR + timedelta(minutes=30),
+        ANCHOR + timedelta(minutes=10),
+        ANCHOR + timedelta(minutes=20),
+        ANCHOR + timedelta(minutes=10),
+    ]
+
+
+async def test_a_wake_past_the_grace_counts_each_missed_fire_and_logs_each_wake():
+    t0 = utc(2026, 11, 23, 12)
+    clock, misfires = FrozenClock(t0), []
+    wheel = ScheduleWheel(clock, max_sleep=TICK)
+    journal = Journal(clock)
+    hourly = ScheduleSource(
+        "orders",
+        0,
+        spec(interval="1h"),
+        catch_up="none",
+        state=MemoryState(),
+        clock=clock,
+        misfire_grace=timedelta(minutes=1),
+        on_misfire=lambda: misfires.append(1),
+        wheel=wheel,
+    )
+
+    with capture_logs() as logs:
+        task = asyncio.create_task(hourly.run(journal.emit))
+        try:
+            await until(lambda: wheel.waiting == 1, "armed")
+            for fires in (1, 2):
+                clock.advance(3 * 3600)  # the loop was stuck for three hours
+                await until(lambda n=fires: len(journal.events) == n, "the on-time fire")
+        finally:
+            await stop([task])
+
+    warnings = [log for log in logs if log["event"] == "schedule misfired"]
+    assert [w["misfires"] for w in warnings] == [2, 2]
+    assert len(misfires) == 4  # two hours missed at each stall, each counted
+    assert journal.fire_times == [t0 + 3 * HOUR, t0 + 6 * HOUR]  # the hour woken in is on time
+    assert all(event.params["catch_up"] == "false" for event in journal.events)
