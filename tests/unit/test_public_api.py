@@ -153,10 +153,13 @@ def test_importing_a_result_type_does_not_load_polars():
     assert "polars" not in loaded
 
 
-def test_using_checkpoint_loads_polars_on_demand():
-    loaded = _modules_after("from checkpointd import Checkpoint")
+def test_importing_checkpoint_still_leaves_polars_for_the_first_run():
+    # A daemon that has not run anything yet stays small (idle RSS): polars comes with the
+    # first run, in its worker thread (tests/unit/test_lazy_imports.py runs one).
+    loaded = _modules_after("from checkpointd import Checkpoint; Checkpoint.__init__")
 
-    assert "polars" in loaded
+    assert "pydantic" in loaded  # the import really happened (top-level names only here)
+    assert "polars" not in loaded
 
 
 # ---------------------------------------------------------------- the guide runs

@@ -13,20 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checkpointd.asyncutils import backoff_delay, run_async_in_sync
 from checkpointd.checkpoints.result import CheckpointResult, Status, overall_status
-from checkpointd.checkpoints.sources import describe_source, fill_placeholders, load_frame
-from checkpointd.checkpoints.validators import Engine, Evaluation, PlanCache, evaluate
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.config.models import CheckpointConfig, InlineSource, KafkaBatchSource
+from checkpointd.config.models import (
+    CheckpointConfig,
+    DataSourceConfig,
+    InlineSource,
+    KafkaBatchSource,
+    ValidatorConfig,
+)
 from checkpointd.errors import CheckpointdError
 from checkpointd.ids import uuid7
 from checkpointd.triggers.event import TriggerEvent
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from checkpointd.checkpoints.validators import Engine, Evaluation, PlanCache
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -46,11 +55,13 @@ class Checkpoint:
         self.config = config
         self._clock = clock
         self._executor = executor
-        self._rng = rng or random.Random()
+        # Made at the first retry: seeding a Random from os.urandom costs tens of
+        # microseconds, which adds up at start-up with thousands of checkpoints.
+        self._rng = rng
         self._sleep = sleep
         # The validators never change, so whether each check resolves on a schema is
-        # worked out once per schema, not once per run.
-        self._plans = PlanCache()
+        # worked out once per schema, not once per run (the cache comes with the first run).
+        self._plans: PlanCache | None = None
         # Rows already in memory: polars' streaming engine only adds a fixed cost per
         # query (it dominates a small frame's run); files keep the default, which
         # streams large scans in bounded memory.
@@ -82,6 +93,8 @@ class Checkpoint:
             result = await self._attempt(run_id, attempt, event)
             if result.status not in (Status.ERROR, Status.TIMEOUT) or attempt > retries.max_retries:
                 return result
+            if self._rng is None:
+                self._rng = random.Random()
             delay = backoff_delay(
                 attempt,
                 delay=retries.delay.total_seconds(),
@@ -135,6 +148,10 @@ class Checkpoint:
 
     def _evaluate(self, event: TriggerEvent | None, now: datetime) -> Evaluation:
         """Runs in a worker thread: load lazily, then every validator in one query plan."""
+        if self._plans is None:
+            # Two first runs at once may each make one; the loser's is dropped, which costs
+            # only a repeated dry run.
+            self._plans = _plan_cache()
         source = fill_placeholders(self.config.data_source, event)
         frame = load_frame(source, event)
         return evaluate(
@@ -166,3 +183,53 @@ class Checkpoint:
             trigger=event.info() if event else None,
             error=error,
         )
+
+
+# ---------------------------------------------------------------- polars, on first use
+# ``sources`` and ``validators`` import polars (~25 MiB of RSS, a thread pool): a daemon
+# that has not run anything yet does without it. These stand-ins import them on their
+# first call, in the first run's worker thread.
+
+
+def fill_placeholders(cfg: DataSourceConfig, event: TriggerEvent | None) -> DataSourceConfig:
+    """:func:`checkpointd.checkpoints.sources.fill_placeholders`."""
+    from checkpointd.checkpoints import sources
+
+    return sources.fill_placeholders(cfg, event)
+
+
+def describe_source(cfg: DataSourceConfig) -> str:
+    """:func:`checkpointd.checkpoints.sources.describe_source`."""
+    from checkpointd.checkpoints import sources
+
+    return sources.describe_source(cfg)
+
+
+def load_frame(cfg: DataSourceConfig, event: TriggerEvent | None) -> pl.LazyFrame:
+    """:func:`checkpointd.checkpoints.sources.load_frame`."""
+    from checkpointd.checkpoints import sources
+
+    return sources.load_frame(cfg, event)
+
+
+def evaluate(
+    frame: pl.LazyFrame,
+    validators: Sequence[ValidatorConfig],
+    *,
+    now: datetime,
+    source: str,
+    engine: Engine,
+    plan_cache: PlanCache,
+) -> Evaluation:
+    """:func:`checkpointd.checkpoints.validators.evaluate`."""
+    from checkpointd.checkpoints import validators as checks
+
+    return checks.evaluate(
+        frame, validators, now=now, source=source, engine=engine, plan_cache=plan_cache
+    )
+
+
+def _plan_cache() -> PlanCache:
+    from checkpointd.checkpoints.validators import PlanCache
+
+    return PlanCache()

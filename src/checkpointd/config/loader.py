@@ -33,14 +33,26 @@ CHECKPOINTD_KAFKA_BOOTSTRAP    ``kafka.bootstrap_servers``
 YAML is read as YAML 1.1 with two traps removed: ``2:30`` stays the string
 ``"2:30"`` (not the base-60 number 150) and ``2024-01-01`` stays a string (not
 a date), because no config value wants either.
+
+Parsing uses libyaml (PyYAML's C parser) when PyYAML was built with it: it builds
+the same nodes, line marks included, several times faster (with the collector
+paused, loading 10,000 checkpoints took ~3.5 s instead of ~20 s on a shared
+2-core machine). The pure-Python parser stays the reference: a file
+libyaml rejects is parsed again by it, so every YAML error reads as it always
+has, and a file with a tab, a control character or a Unicode line break (where
+the two parsers disagree on what is valid, or on line numbers) goes to it
+directly. The cyclic garbage collector is paused while a file is parsed and
+validated (see :func:`_collector_paused`).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +186,36 @@ def _parse(
     env: Mapping[str, str],
     source_path: Path | None,
 ) -> Config:
+    with _collector_paused():
+        return _parse_data(text, label, base_dir, env, source_path)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (when it runs) for the block.
+
+    A big file keeps hundreds of thousands of YAML nodes and dicts alive at once,
+    and every collection their allocation triggers walks them all: with 10,000
+    checkpoints the collections took ~3/4 of the parse. Nothing here makes
+    cyclic garbage worth collecting; what the parse leaves is freed by reference
+    counting. A caller that paused it already keeps it paused.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_data(
+    text: str,
+    label: str,
+    base_dir: Path | None,
+    env: Mapping[str, str],
+    source_path: Path | None,
+) -> Config:
     run = _Run(label)
     data = _read_yaml(text, run)
 
@@ -248,11 +290,7 @@ _FLOAT = re.compile(
 )
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader without base-60 numbers and timestamps (see the module docstring)."""
-
-
-_YamlLoader.yaml_implicit_resolvers = {
+_RESOLVERS = {
     first: [
         (tag, _INT if tag.endswith(":int") else _FLOAT if tag.endswith(":float") else regexp)
         for tag, regexp in resolvers
@@ -261,16 +299,69 @@ _YamlLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader without base-60 numbers and timestamps (see the module docstring)."""
+
+    yaml_implicit_resolvers = _RESOLVERS
+
+
+_LibyamlLoader: type[yaml.CSafeLoader] | None = None
+"""The same loader on libyaml's parser (resolver and constructor are Python's), if built."""
+
+if yaml.__with_libyaml__:
+
+    class _CYamlLoader(yaml.CSafeLoader):
+        yaml_implicit_resolvers = _RESOLVERS
+
+    _LibyamlLoader = _CYamlLoader
+
+# Where libyaml and the pure parser disagree, the pure one reads the file: characters the
+# pure reader refuses (libyaml refuses a slightly different set), tabs (libyaml accepts
+# ``key:<TAB>value``, the pure parser does not) and the line breaks NEL, LS and PS (one
+# character class, not an alternation: the regex engine scans for a class much faster).
+_PURE_ONLY = re.compile(
+    "[^\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n\r"
+
+
+def _libyaml_reads_alike(text: str) -> bool:
+    """Whether libyaml reads ``text`` as the pure parser would: no character above."""
+    if text.isascii():  # the common case, checked ~10x faster than by the regex
+        return not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
+    return _PURE_ONLY.search(text) is None
+
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TOP_LEVEL_HINT = "a mapping with the keys daemon, kafka and checkpoints"
 
 
 def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
     """The YAML document as a dict; records key lines in ``run``. Raises for a bad file."""
+    if _LibyamlLoader is not None and _libyaml_reads_alike(text):
+        try:
+            return _as_mapping(_compose(_LibyamlLoader(text), run), run)
+        except yaml.YAMLError:
+            # libyaml words its errors differently (and less helpfully): the pure
+            # parser reads the file again and reports the problem as it always has.
+            run.lines.clear()
+            run.issues.clear()
     try:
         loader = _YamlLoader(text)  # checks for characters YAML forbids, before parsing
     except yaml.reader.ReaderError as exc:
         raise ConfigError([_reader_issue(run.label, text, exc)]) from None
+    try:
+        data = _compose(loader, run)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_issue(run.label, exc)]) from None
+    except yaml.YAMLError as exc:
+        raise _whole_file(run.label, f"invalid YAML: {exc}") from None
+    return _as_mapping(data, run)
+
+
+def _compose(loader: yaml.SafeLoader | yaml.CSafeLoader, run: _Run) -> Any:
+    """The document ``loader`` reads; walks its nodes first (key lines, duplicate keys)."""
     try:
         node = loader.get_single_node()
         if node is None:
@@ -279,13 +370,12 @@ def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
         walk.walk(node, ())
         if walk.recursive:
             raise ConfigError(run.issues)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError([_yaml_issue(run.label, exc)]) from None
-    except yaml.YAMLError as exc:
-        raise _whole_file(run.label, f"invalid YAML: {exc}") from None
+        return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _as_mapping(data: Any, run: _Run) -> dict[str, Any]:
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else repr(data)
         raise ConfigError(
@@ -353,7 +443,8 @@ class _NodeWalk:
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 self.run.lines.setdefault((*path, index), item.start_mark.line + 1)
-                self.walk(item, (*path, index))
+                if not isinstance(item, yaml.ScalarNode):  # a scalar has no keys: skip the call
+                    self.walk(item, (*path, index))
         self.open.discard(id(node))
 
     def _mapping(self, node: yaml.MappingNode, path: DataPath) -> None:
@@ -376,7 +467,8 @@ class _NodeWalk:
                 continue
             first_line[key] = line
             self.run.lines.setdefault((*path, key), line)
-            self.walk(value_node, (*path, key))
+            if not isinstance(value_node, yaml.ScalarNode):
+                self.walk(value_node, (*path, key))
 
 
 # ---------------------------------------------------------------- overrides and paths

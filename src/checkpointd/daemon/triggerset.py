@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -27,8 +27,11 @@ from checkpointd.daemon.metrics import Metrics
 from checkpointd.errors import ConfigError, ConfigIssue
 from checkpointd.protocols import Emit, StateStore, TriggerSource
 from checkpointd.triggers.file import FileSource
-from checkpointd.triggers.kafka import KafkaHub, KafkaSource
+from checkpointd.triggers.kafka_source import KafkaSource
 from checkpointd.triggers.schedule import ScheduleSource
+
+if TYPE_CHECKING:
+    from checkpointd.triggers.kafka import KafkaHub
 
 log = structlog.get_logger("checkpointd.triggers")
 
