@@ -1,29 +1,46 @@
-"""Kafka on a real broker: sustained messages/s and message-to-run-start latency.
+"""Kafka on a real broker: sustained messages/s and message-to-run-start latency, per mode.
 
-    python bench/kafka_throughput.py [--json OUT] [--quick]
+    python bench/kafka_throughput.py [--json OUT] [--quick] [--repeat N] [--cases NAME ...]
+                                     [--py-spy DIR]
 
 Everything runs against the Apache Kafka broker of ``scripts/kafka-broker`` (started
-if needed; ``KAFKA_PORT`` and friends select another one), with the real daemon as a
-subprocess (``python -m checkpointd run``, default settings: uvloop, 8 concurrent
-runs, durable SQLite store with ``synchronous=FULL``, info logging).
+if needed; ``KAFKA_PORT`` and ``KAFKA_BROKER_DIR`` select another one), with the real
+daemon as a subprocess (``python -m checkpointd run``, default settings: uvloop, 8
+concurrent runs, durable SQLite store with ``synchronous=FULL``, info logging).
 
-Contenders, each on a fresh topic of 4 partitions holding the same small JSON
-messages:
+Modes, each a trivial checkpoint (one ``row_count`` validator) on a kafka trigger, on
+topics of 4 partitions holding the same small JSON messages:
 
-- ``plain aiokafka``: one ``AIOKafkaConsumer`` reading the topic with ``getmany``,
-  no decoding, no processing, no commits: the limit any consumer here can reach.
-- ``per-message``: a kafka trigger on a trivial checkpoint (one inline row, one
-  ``row_count`` validator): every message is journaled, run, stored, committed.
-- ``kafka_batch``: the same messages as ``kafka_batch`` data (1,000 per batch), the
-  validators running on the batch's DataFrame: one run per batch.
+- ``per_message``: data source ``inline`` (one row): every message is its own event,
+  journaled, run, stored and committed.
+- ``kafka_batch`` (``max_messages: 1000, max_wait: 200ms``): the messages are the
+  data, one run per batch of up to 1,000 messages of one partition. A batch is handed
+  over when it is full or when its first message has waited ``max_wait``.
+- ``kafka_batch_50ms`` and ``kafka_batch_20ms`` (``max_messages: 1000``, ``max_wait``
+  50 ms or 20 ms): what an operator who wants low latency would choose; more, smaller
+  runs. A message waits at most ``max_wait`` for its batch, plus the Kafka fetch.
 
-Throughput: the topic is filled first, then the daemon starts; the rate is the
-message count over the time from the first run's start to the last run's end (from
-the runs the daemon stored). Latency: the daemon is started and caught up first,
-then messages are produced at a fixed rate; a message's latency is from just before
-its ``send`` to the start of the run that checked it (the run's ``started_at``), for
-every message. One repetition each: a broker and a daemon per measurement take most
-of this 2-core machine, so the figures are a shape, not a guarantee.
+Next to them, ``plain_aiokafka``: one ``AIOKafkaConsumer`` reading the same topic with
+``getmany``, no decoding, no processing, no commits: the limit any consumer here has.
+
+Throughput: a topic is filled first, then the daemon starts and consumes it. The rate
+is over the runs after those covering the first 5% of the messages (the warm-up): from
+the start of the first of them to the end of the last (from the runs the daemon
+stored). The daemon's CPU time (all threads, the whole topic) is reported per message.
+On a backlog batches fill up at once, so ``max_wait`` does not change this figure;
+``max_messages`` does.
+
+Latency: the daemon is started and caught up first, then messages are produced at a
+fixed rate. A message's latency is from just before its ``send`` to the start of the
+run that checked it (the run's ``started_at``), for every message; ``to_emit`` is the
+trigger's share of it: from the send until the event was handed to the journal (Kafka
+fetch, decoding, batching), the rest being the journal commit and the wait for a run
+slot.
+
+Each case is repeated ``--repeat`` times (default 5, 3 with ``--quick``), the cases
+interleaved repetition by repetition; figures are the medians, every repetition is
+kept. A broker and a daemon share this 2-core machine, so absolute figures drift with
+its load: compare within one run.
 """
 
 from __future__ import annotations
@@ -42,8 +59,9 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +72,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 BROKER = ROOT / "scripts" / "kafka-broker"
 PARTITIONS = 4
+WARM_UP = 0.05
+"""The share of a throughput topic that is the warm-up, not timed."""
 
 CONFIG = """
 daemon:
@@ -69,8 +89,39 @@ checkpoints:
     triggers:
       - {{type: kafka, topic: "{topic}"}}
 """
-PER_MESSAGE = "{type: inline, rows: [{x: 1}]}"
-BATCH = "{type: kafka_batch, max_messages: 1000, max_wait: 200ms}"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How the trivial checkpoint takes its messages."""
+
+    name: str
+    source: str  # the data source, as YAML
+    config: str  # said in words, for the report
+
+    def as_dict(self) -> dict[str, str]:
+        return {"mode": self.name, "config": self.config}
+
+
+PER_MESSAGE = Mode(
+    "per_message", "{type: inline, rows: [{x: 1}]}", "one run per message (inline row)"
+)
+BATCH = Mode(
+    "kafka_batch",
+    "{type: kafka_batch, max_messages: 1000, max_wait: 200ms}",
+    "kafka_batch, max_messages 1000, max_wait 200ms",
+)
+BATCH_50MS = Mode(
+    "kafka_batch_50ms",
+    "{type: kafka_batch, max_messages: 1000, max_wait: 50ms}",
+    "kafka_batch, max_messages 1000, max_wait 50ms",
+)
+BATCH_20MS = Mode(
+    "kafka_batch_20ms",
+    "{type: kafka_batch, max_messages: 1000, max_wait: 20ms}",
+    "kafka_batch, max_messages 1000, max_wait 20ms",
+)
+MODES = {mode.name: mode for mode in (PER_MESSAGE, BATCH, BATCH_50MS, BATCH_20MS)}
 
 
 # ------------------------------------------------------------------ broker and topics
@@ -154,6 +205,12 @@ async def paced(
 # ------------------------------------------------------------------ the daemon
 
 
+@dataclass(frozen=True)
+class Daemon:
+    pid: int
+    db: Path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,8 +218,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def daemon(config_text: str, folder: Path) -> Iterator[Path]:
-    """Run the daemon on ``config_text`` until the block ends; yields its database path."""
+def daemon(config_text: str, folder: Path) -> Iterator[Daemon]:
+    """Run the daemon on ``config_text`` until the block ends."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "checkpointd.yaml"
     path.write_text(config_text)
@@ -191,7 +248,7 @@ def daemon(config_text: str, folder: Path) -> Iterator[Path]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the daemon was not ready in 120 s; see {folder}/daemon.log")
             time.sleep(0.1)
-        yield folder / "state" / "checkpointd.sqlite3"
+        yield Daemon(proc.pid, folder / "state" / "checkpointd.sqlite3")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -201,17 +258,57 @@ def daemon(config_text: str, folder: Path) -> Iterator[Path]:
             proc.wait()
 
 
-def runs(db: Path) -> list[tuple[str, float, float]]:
-    """(journal key, started_at, finished_at) of every stored run, times as Unix seconds."""
-    if not db.exists():
-        return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        rows = conn.execute("SELECT journal_key, result FROM runs").fetchall()
-    out = []
-    for key, result in rows:
-        data = json.loads(result)
-        out.append((key, _unix(data["started_at"]), _unix(data["finished_at"])))
-    return out
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (all threads) from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Run = tuple[str, float, float]
+"""(journal key, started_at, finished_at) of a stored run, times as Unix seconds."""
+
+
+class Runs:
+    """The runs the daemon stored, read incrementally.
+
+    Each poll reads only the rows stored since the last one: re-reading (and
+    re-parsing) every result each time would take a good part of a core from the
+    daemon under test by the end of a long run.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self._db = db
+        self._seq = 0
+        self.done: list[Run] = []
+        self.covered = 0
+
+    def poll(self) -> None:
+        if not self._db.exists():
+            return
+        with sqlite3.connect(f"file:{self._db}?mode=ro", uri=True, timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT seq, journal_key, result FROM runs WHERE seq > ? ORDER BY seq",
+                (self._seq,),
+            ).fetchall()
+        for seq, key, result in rows:
+            data = json.loads(result)
+            self.done.append((key, _unix(data["started_at"]), _unix(data["finished_at"])))
+            self.covered += len(covered(key))
+            self._seq = seq
+
+    def wait(self, count: int, timeout: float) -> list[Run]:
+        """Wait until the runs cover ``count`` messages; all runs so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if self.covered >= count:
+                return list(self.done)
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"only {len(self.done)} runs after {timeout} s; see {self._db.parent.parent}"
+                )
+            time.sleep(0.1)
 
 
 def _unix(stamp: str) -> float:
@@ -225,15 +322,11 @@ def covered(key: str) -> list[tuple[int, int]]:
     return [(int(partition), o) for o in range(int(first), int(last or first) + 1)]
 
 
-def wait_covered(db: Path, count: int, timeout: float) -> list[tuple[str, float, float]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        done = runs(db)
-        if sum(len(covered(k)) for k, _, _ in done) >= count:
-            return done
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {len(done)} runs after {timeout} s; see {db.parent.parent}")
-        time.sleep(0.25)
+def journal_times(db: Path) -> dict[str, float]:
+    """Journal key -> when the event was handed to the journal (Unix seconds)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute("SELECT key, accepted_at FROM journal").fetchall()
+    return {key: _unix(at) for key, at in rows}
 
 
 def config(state: Path, bootstrap: str, topic: str, source: str) -> str:
@@ -264,47 +357,69 @@ async def plain_aiokafka(bootstrap: str, topic: str, count: int) -> dict[str, An
     return {"messages": count, "seconds": round(seconds, 3), "msg_per_s": round(count / seconds)}
 
 
-def throughput(bootstrap: str, topic: str, count: int, source: str, work: Path) -> dict[str, Any]:
-    with daemon(config(work / "state", bootstrap, topic, source), work) as db:
-        done = wait_covered(db, count, timeout=1200)
-    first = min(started for _, started, _ in done)
-    last = max(finished for _, _, finished in done)
-    seconds = last - first
+def throughput(
+    bootstrap: str, topic: str, count: int, mode: Mode, work: Path, spy: Path | None = None
+) -> dict[str, Any]:
+    with daemon(config(work / "state", bootstrap, topic, mode.source), work) as d:
+        profiler = _py_spy(d.pid, spy) if spy is not None else None
+        cpu_start = cpu_seconds(d.pid)
+        done = Runs(d.db).wait(count, timeout=1200)
+        cpu = cpu_seconds(d.pid) - cpu_start
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+            profiler.wait(timeout=60)
+    # Timed: the runs after those covering the warm-up, from the first one's start.
+    done.sort(key=lambda run: run[1])
+    warm, seen = count * WARM_UP, 0
+    while seen < warm and len(done) > 1:
+        seen += len(covered(done.pop(0)[0]))
+    messages = sum(len(covered(k)) for k, _, _ in done)
+    seconds = max(f for _, _, f in done) - done[0][1]
     return {
-        "messages": count,
+        **mode.as_dict(),
+        "messages": messages,
         "runs": len(done),
         "seconds": round(seconds, 3),
-        "sustained_msg_per_s": round(count / seconds),
+        "msg_per_s": round(messages / seconds),
+        # Over the whole topic, warm-up included: the daemon's CPU (all threads) per message.
+        "cpu_us_per_msg": round(cpu / count * 1e6, 1),
     }
 
 
-def latency(bootstrap: str, rate: float, seconds: float, source: str, work: Path) -> dict[str, Any]:
+def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen([*argv, "--nonblocking"], stdout=subprocess.DEVNULL)
+
+
+def latency(bootstrap: str, rate: float, seconds: float, mode: Mode, work: Path) -> dict[str, Any]:
     topic = asyncio.run(new_topic(bootstrap, "latency"))
-    with daemon(config(work / "state", bootstrap, topic, source), work) as db:
-        # Catch up first: one message through, so the group is joined and warm.
+    with daemon(config(work / "state", bootstrap, topic, mode.source), work) as d:
+        runs = Runs(d.db)
+        # Catch up first: a message per partition through, so the group is joined and warm.
         asyncio.run(fill(bootstrap, topic, PARTITIONS))
-        wait_covered(db, PARTITIONS, timeout=120)
+        runs.wait(PARTITIONS, timeout=120)
         sent = asyncio.run(paced(bootstrap, topic, rate, seconds))
-        done = wait_covered(db, len(sent) + PARTITIONS, timeout=600)
-        accepted = journal_times(db)
+        done = runs.wait(len(sent) + PARTITIONS, timeout=600)
+        accepted = journal_times(d.db)
     start_of: dict[tuple[int, int], float] = {}
-    journaled_at: dict[tuple[int, int], float] = {}
+    emitted_at: dict[tuple[int, int], float] = {}
     for key, started, _ in done:
         for where in covered(key):
             start_of[where] = started
-            journaled_at[where] = accepted[key]
+            emitted_at[where] = accepted[key]
     waits = sorted((start_of[where] - at) * 1000 for where, at in sent.items())
-    # The trigger's own share: from the send until the event is journaled (the rest
-    # is the wait for a run slot).
-    to_journal = sorted((journaled_at[where] - at) * 1000 for where, at in sent.items())
+    to_emit = sorted((emitted_at[where] - at) * 1000 for where, at in sent.items())
     return {
+        **mode.as_dict(),
         "rate_msg_per_s": rate,
         "messages": len(sent),
+        "runs": len(done),
         "p50_ms": round(statistics.median(waits), 1),
         "p99_ms": round(percentile(waits, 0.99), 1),
         "max_ms": round(waits[-1], 1),
-        "to_journal_p50_ms": round(statistics.median(to_journal), 1),
-        "to_journal_p99_ms": round(percentile(to_journal, 0.99), 1),
+        "to_emit_p50_ms": round(statistics.median(to_emit), 1),
+        "to_emit_p99_ms": round(percentile(to_emit, 0.99), 1),
     }
 
 
@@ -312,57 +427,137 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[int(q * (len(ordered) - 1))]
 
 
-def journal_times(db: Path) -> dict[str, float]:
-    """Journal key -> when the event was journaled (Unix seconds)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        rows = conn.execute("SELECT key, accepted_at FROM journal").fetchall()
-    return {key: _unix(at) for key, at in rows}
+def summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the numeric fields over the repetitions, the text fields, and the reps."""
+    out: dict[str, Any] = {k: v for k, v in reps[0].items() if isinstance(v, str)}
+    for key, value in reps[0].items():
+        if isinstance(value, int | float):
+            median = statistics.median(r[key] for r in reps)
+            out[key] = round(median, 1) if isinstance(median, float) else median
+    out["repetitions"] = reps
+    return out
 
 
-def measure(quick: bool) -> dict[str, Any]:
+# ------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class Sizes:
+    per_message: int
+    batch: int
+    latency_seconds: float
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(per_message=3_000, batch=20_000, latency_seconds=4.0)
+        return cls(per_message=20_000, batch=100_000, latency_seconds=10.0)
+
+
+Case = Callable[[Path], dict[str, Any]]
+
+CASES = (
+    "throughput.plain_aiokafka",
+    "throughput.per_message",
+    "throughput.plain_aiokafka_batch_topic",
+    "throughput.kafka_batch",
+    "latency.per_message_1000",
+    "latency.per_message_250",
+    "latency.kafka_batch_50ms_1000",
+    "latency.kafka_batch_20ms_1000",
+    "latency.kafka_batch_1000",
+)
+
+
+def cases(bootstrap: str, sizes: Sizes, spy: Path | None) -> dict[str, Case]:
+    """Every measurement, by name; topics for throughput are filled once, lazily."""
+    topics: dict[str, str] = {}
+
+    def topic(label: str, count: int) -> str:
+        if label not in topics:
+            topics[label] = asyncio.run(new_topic(bootstrap, label))
+            asyncio.run(fill(bootstrap, topics[label], count))
+        return topics[label]
+
+    n, nb, secs = sizes.per_message, sizes.batch, sizes.latency_seconds
+    spied: set[str] = set()
+
+    def daemon_throughput(label: str, count: int, mode: Mode, work: Path) -> dict[str, Any]:
+        profile = None
+        if spy is not None and mode.name not in spied:  # the first repetition of each mode
+            spy.mkdir(parents=True, exist_ok=True)
+            profile = spy / f"{mode.name}.txt"
+            spied.add(mode.name)
+        return throughput(bootstrap, topic(label, count), count, mode, work, profile)
+
+    return {
+        "throughput.plain_aiokafka": lambda work: asyncio.run(
+            plain_aiokafka(bootstrap, topic("throughput", n), n)
+        ),
+        "throughput.per_message": lambda work: daemon_throughput(
+            "throughput", n, PER_MESSAGE, work
+        ),
+        "throughput.plain_aiokafka_batch_topic": lambda work: asyncio.run(
+            plain_aiokafka(bootstrap, topic("batch", nb), nb)
+        ),
+        "throughput.kafka_batch": lambda work: daemon_throughput("batch", nb, BATCH, work),
+        "latency.per_message_1000": lambda work: latency(bootstrap, 1000, secs, PER_MESSAGE, work),
+        "latency.per_message_250": lambda work: latency(bootstrap, 250, secs, PER_MESSAGE, work),
+        "latency.kafka_batch_50ms_1000": lambda work: latency(
+            bootstrap, 1000, secs, BATCH_50MS, work
+        ),
+        "latency.kafka_batch_20ms_1000": lambda work: latency(
+            bootstrap, 1000, secs, BATCH_20MS, work
+        ),
+        "latency.kafka_batch_1000": lambda work: latency(bootstrap, 1000, secs, BATCH, work),
+    }
+
+
+def measure(
+    quick: bool, repeat: int, only: list[str] | None = None, spy: Path | None = None
+) -> dict[str, Any]:
     bootstrap = ensure_broker()
-    count = 5_000 if quick else 20_000
-    batch_count = 20_000 if quick else 100_000
-    seconds = 5.0 if quick else 20.0
-    out: dict[str, Any] = {"broker": bootstrap, "partitions": PARTITIONS}
+    sizes = Sizes.of(quick)
+    chosen = [c for c in CASES if only is None or c in only]
+    reps: dict[str, list[dict[str, Any]]] = {c: [] for c in chosen}
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
         work = Path(tmp)
-        topic = asyncio.run(new_topic(bootstrap, "throughput"))
-        asyncio.run(fill(bootstrap, topic, count))
-        out["plain_aiokafka"] = asyncio.run(plain_aiokafka(bootstrap, topic, count))
-        out["per_message"] = throughput(bootstrap, topic, count, PER_MESSAGE, work / "per")
-        batch_topic = asyncio.run(new_topic(bootstrap, "batch"))
-        asyncio.run(fill(bootstrap, batch_topic, batch_count))
-        out["plain_aiokafka_batch_topic"] = asyncio.run(
-            plain_aiokafka(bootstrap, batch_topic, batch_count)
-        )
-        out["kafka_batch"] = throughput(bootstrap, batch_topic, batch_count, BATCH, work / "batch")
-        out["latency"] = {
-            "per_message_1000": latency(bootstrap, 1000, seconds, PER_MESSAGE, work / "l1"),
-            "per_message_250": latency(bootstrap, 250, seconds, PER_MESSAGE, work / "l2"),
-            "kafka_batch_1000": latency(bootstrap, 1000, seconds, BATCH, work / "l3"),
-        }
-    # The headline figures the bench report reads: the per-message path.
-    out["sustained_msg_per_s"] = out["per_message"]["sustained_msg_per_s"]
-    out["p99_ms"] = out["latency"]["per_message_1000"]["p99_ms"]
+        run = cases(bootstrap, sizes, spy)
+        for rep in range(repeat):
+            for name in chosen:
+                print(f"kafka bench: {name} #{rep + 1}", file=sys.stderr, flush=True)
+                reps[name].append(run[name](work / f"{name}-{rep}"))
+    out: dict[str, Any] = {
+        "broker": bootstrap,
+        "partitions": PARTITIONS,
+        "repetitions": repeat,
+        "throughput": {},
+        "latency": {},
+    }
+    for name, measured in reps.items():
+        group, _, case = name.partition(".")
+        out[group][case] = summary(measured)
     return out
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["contender                     msg/s", "-" * 36]
-    for name in ("plain_aiokafka", "per_message", "plain_aiokafka_batch_topic", "kafka_batch"):
-        entry = result[name]
-        rate = entry.get("sustained_msg_per_s", entry.get("msg_per_s"))
-        lines.append(f"{name:<28}{rate:>8,}")
+    lines = [f"{'throughput':<34}{'config':<50}{'msg/s':>9}{'CPU µs/msg':>12}", "-" * 105]
+    for name, entry in result["throughput"].items():
+        cpu = entry.get("cpu_us_per_msg")
+        lines.append(
+            f"{name:<34}{entry.get('config', '-'):<50}{entry['msg_per_s']:>9,}"
+            f"{cpu if cpu is not None else '-':>12}"
+        )
     lines += [
         "",
-        "latency (send -> run start)     p50 ms    p99 ms    max ms   journaled p50/p99 ms",
-        "-" * 80,
+        f"{'latency (send -> run start)':<34}{'config':<50}"
+        "p50 ms  p99 ms  max ms  to emit p50/p99 ms",
+        "-" * 125,
     ]
     for name, entry in result["latency"].items():
         lines.append(
-            f"{name:<28}{entry['p50_ms']:>9}{entry['p99_ms']:>10}{entry['max_ms']:>10}"
-            f"   {entry['to_journal_p50_ms']:>8} / {entry['to_journal_p99_ms']}"
+            f"{name:<34}{entry['config']:<50}{entry['p50_ms']:>6}{entry['p99_ms']:>8}"
+            f"{entry['max_ms']:>8}  {entry['to_emit_p50_ms']:>8} / {entry['to_emit_p99_ms']}"
         )
     return "\n".join(lines)
 
@@ -371,8 +566,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
+    parser.add_argument("--repeat", type=int, help="repetitions (default 5, quick 3)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, help="only these cases")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="profile the daemon of each mode's first throughput repetition into DIR/MODE.txt",
+    )
     args = parser.parse_args()
-    result = measure(args.quick)
+    repeat = args.repeat or (3 if args.quick else 5)
+    result = measure(args.quick, repeat, args.cases, args.py_spy)
     print(table(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

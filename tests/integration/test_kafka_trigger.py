@@ -473,6 +473,62 @@ async def test_triggers_attached_and_detached_while_running_resubscribe_without_
         await store.close()
 
 
+async def test_records_polled_while_the_trigger_detaches_are_not_committed_unseen(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    # The daemon's shutdown detaches its triggers while the consumer still polls; a record
+    # that arrived in that poll was once routed to nobody, counted as done and committed,
+    # though no checkpoint ever journaled it (a lost message, seen in the two-daemon e2e
+    # test). Here the detach is made to happen exactly while a poll is out.
+    await create_topic(kafka_bootstrap, unique_topic, partitions=1)
+    async with pipeline(tmp_path, kafka_bootstrap, unique_topic, commit_interval=0.05) as p:
+        await produce(kafka_bootstrap, unique_topic, messages(10), partitions=1)
+        await eventually(
+            lambda: _eq(committed(kafka_bootstrap, p.group), {0: 10}), what="first 10 committed"
+        )
+        consumer = p.hub._consumer  # the live consumer: its poll is where the race sits
+        real_getmany = consumer.getmany
+        polling, detached = asyncio.Event(), asyncio.Event()
+
+        async def getmany_then_detach(*args: Any, **kwargs: Any) -> Any:
+            polling.set()
+            polled = await real_getmany(*args, **kwargs)
+            if polled and not detached.is_set():
+                for route in p.hub.dispatcher.routes:
+                    p.hub.detach(route)  # what the trigger's cancellation does
+                detached.set()
+            return polled
+
+        consumer.getmany = getmany_then_detach
+        await asyncio.wait_for(polling.wait(), 30)  # the poll that was out has ended
+        await produce(kafka_bootstrap, unique_topic, messages(5), partitions=1, start=10)
+        await asyncio.wait_for(detached.wait(), 30)
+        await eventually(lambda: _not(p.hub.connected), what="the hub let go of the consumer")
+
+        assert await p.journaled_offsets(unique_topic, 0) == list(range(10))
+        assert await committed(kafka_bootstrap, p.group) == {0: 10}
+
+        # Attached again, the trigger reads the five from the committed position.
+        async def emit(event: TriggerEvent) -> bool:
+            assert event.checkpoint is not None
+            return await p.runner.submit_event(event.checkpoint, event)
+
+        again = KafkaSource("cp", 1, KafkaTrigger(type="kafka", topic=unique_topic), hub=p.hub)
+        task = asyncio.create_task(again.run(emit))
+        try:
+            await eventually(
+                lambda: _eq(committed(kafka_bootstrap, p.group), {0: 15}), what="all committed"
+            )
+            assert await p.journaled_offsets(unique_topic, 0) == list(range(15))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _not(value: bool) -> bool:
+    return not value
+
+
 async def _list(value: Awaitable[set[str]]) -> list[str]:
     return list(await value)
 

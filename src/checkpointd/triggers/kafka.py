@@ -14,7 +14,10 @@ once to completion per checkpoint, because its journal key
 
 - ``enable_auto_commit`` is always off. The commit position of a partition moves
   only over the contiguous prefix of offsets whose events are journaled (or
-  that no checkpoint wanted, or that were malformed), never before.
+  that no checkpoint wanted, or that were malformed), never before. Records polled
+  while triggers attach or detach (a reload, shutdown) are put back and read again
+  once the loop has caught up: routed to a trigger that just left, they would count
+  as wanted by nobody and be committed unseen.
 - The poll loop never waits for a run. Emits run in tasks; when more than
   ``max_in_flight`` are outstanding (the pool and result queue are full) every
   assigned partition is paused and the loop keeps polling, so
@@ -41,10 +44,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.helpers import create_ssl_context
-from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from checkpointd.asyncutils import backoff_delay
@@ -54,10 +53,13 @@ from checkpointd.daemon.kafka_metrics import KafkaMetrics
 from checkpointd.triggers.kafka_decode import Rejected
 from checkpointd.triggers.kafka_dispatch import TP, Dispatcher, KafkaMessage, Route
 from checkpointd.triggers.kafka_filter import Subscription, subscription
-from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause
+from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause, poll_timeout_ms
 from checkpointd.triggers.kafka_journal import JournalLookup, StoreJournalLookup
 from checkpointd.triggers.kafka_logs import quiet_aiokafka_repeats
 from checkpointd.triggers.kafka_source import KafkaSource
+
+# aiokafka (~3 MiB of RSS) is imported where it is used, all of it once a route is
+# attached: a daemon without kafka triggers holds an idle hub and never loads it.
 
 __all__ = ["KafkaHub", "KafkaSource", "client_options"]
 
@@ -78,13 +80,15 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
     if config.sasl_plain_password is not None:
         options["sasl_plain_password"] = config.sasl_plain_password.get_secret_value()
     if config.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
         options["ssl_context"] = create_ssl_context(
             cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
         )
     return options
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener:  # a ConsumerRebalanceListener: registered as one in _connect
     def __init__(self, hub: KafkaHub) -> None:
         self._hub = hub
 
@@ -147,6 +151,8 @@ class KafkaHub:
         self._helpers: set[asyncio.Task[None]] = set()
         self._rewinding: set[TP] = set()
         self._flow = Backpressure(max_in_flight)
+        self._pausing = False
+        """Whether the last flow check left partitions paused."""
         self._connected = False
 
     @classmethod
@@ -243,6 +249,9 @@ class KafkaHub:
                             self._routes_changed.clear()
 
     async def _connect(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+
+        ConsumerRebalanceListener.register(_Listener)
         options = client_options(self.config)
         consumer_options = {
             **options,
@@ -305,6 +314,13 @@ class KafkaHub:
                 await dispatcher.ensure_marks((tp.topic, tp.partition) for tp in polled)
                 # A rebalance may have taken partitions away while the marks were read.
                 ours = consumer.assignment()
+                if self._stopping or self._routes_changed.is_set():
+                    # Triggers attached or detached while this poll was out: its records
+                    # may be meant for a trigger that is gone (routed to nobody, they would
+                    # count as done and be committed unseen) or one not attached yet. They
+                    # are read again once the loop has caught up with the change.
+                    _put_back(consumer, polled, ours)
+                    continue
                 dispatcher.dispatch(
                     (_message(r) for tp, records in polled.items() if tp in ours for r in records),
                     now,
@@ -329,6 +345,8 @@ class KafkaHub:
         log.info("kafka subscription", topics=sorted(wanted.topics), pattern=wanted.pattern)
 
     async def _disconnect(self) -> None:
+        from aiokafka.errors import KafkaError
+
         for task in list(self._helpers):
             task.cancel()
         if self._helpers:
@@ -344,6 +362,7 @@ class KafkaHub:
             self.dispatcher.forget(self.dispatcher.tracker.partitions())
             self._subscribed = Subscription()
             self._flow.overloaded = False
+            self._pausing = False
             self.metrics.set_paused(0)
             self.metrics.set_lag({})
             for client in (consumer, producer):
@@ -395,22 +414,27 @@ class KafkaHub:
         if self._flow.update(in_flight):
             state = "paused: runs cannot keep up" if self._flow.overloaded else "resumed"
             log.debug(f"kafka consumption {state}", in_flight=in_flight)
+        held = self.dispatcher.held
+        if not (self._flow.overloaded or held or self._pausing):
+            return  # the common case, once per poll: nothing is or should be paused
+        from aiokafka.structs import TopicPartition
+
         assigned = set(consumer.assignment())
-        held = {TopicPartition(*tp) for tp in self.dispatcher.held}
-        wanted = partitions_to_pause(assigned, held, self._flow.overloaded)
+        wanted = partitions_to_pause(
+            assigned, {TopicPartition(*tp) for tp in held}, self._flow.overloaded
+        )
         current = set(consumer.paused()) & assigned
         if wanted - current:
             consumer.pause(*(wanted - current))
         if current - wanted:
             consumer.resume(*(current - wanted))
+        self._pausing = bool(wanted)
         self.metrics.set_paused(len(wanted))
 
     def _poll_timeout(self) -> int:
-        timeout = 0.05 if self._flow.overloaded else 0.2
-        deadline = self.dispatcher.next_deadline()
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-        return int(timeout * 1000)
+        return poll_timeout_ms(
+            self._flow.overloaded, self.dispatcher.next_deadline(), time.monotonic()
+        )
 
     def _schedule_rewind(self, tp: TP, delay: float) -> None:
         if tp in self._rewinding or self._consumer is None:
@@ -421,6 +445,8 @@ class KafkaHub:
 
     async def _rewind(self, tp: TP, delay: float, consumer: Any) -> None:
         """Read ``tp`` again from its commit position (after a failed emit or a dropped batch)."""
+        from aiokafka.structs import TopicPartition
+
         try:
             await asyncio.sleep(delay)
             state = self.dispatcher.tracker.get(tp)
@@ -438,6 +464,9 @@ class KafkaHub:
     # ------------------------------------------------------------ commits, probe, lag
 
     async def _commit(self, only: Iterable[TP] | None = None, consumer: Any = None) -> None:
+        from aiokafka.errors import CommitFailedError, KafkaError
+        from aiokafka.structs import TopicPartition
+
         consumer = consumer if consumer is not None else self._consumer
         if consumer is None:
             return
@@ -548,14 +577,21 @@ class KafkaHub:
 
 def _message(record: Any) -> KafkaMessage:
     return KafkaMessage(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers or ()),
-        timestamp_ms=record.timestamp,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        tuple(record.headers) if record.headers else (),
+        record.timestamp,
     )
+
+
+def _put_back(consumer: Any, polled: dict[Any, list[Any]], ours: Iterable[Any]) -> None:
+    """Seek each partition of ``polled`` back to its first record: the next poll reads them."""
+    for tp, records in polled.items():
+        if records and tp in ours:
+            consumer.seek(tp, records[0].offset)
 
 
 def _names(tps: Iterable[TP]) -> list[str]:

@@ -8,9 +8,16 @@ its offset still advances, so a bad record never blocks its partition.
 ==============  ===========================================================
 ``too_large``   the value is longer than ``max_message_bytes``
 ``no_value``    the value is null (a tombstone) or empty
-``not_json``    the value is not valid JSON text
+``not_json``    the value is not valid JSON text, or nests arrays and objects
+                more than :data:`MAX_DEPTH` levels deep
 ``not_object``  valid JSON, but not an object (a list, a string, a number)
 ==============  ===========================================================
+
+The depth limit is the one RFC 8259 (section 9) lets a parser set. Without it a
+few kilobytes of ``[[[[...`` make ``json.loads`` raise ``RecursionError`` (which
+is no ``ValueError``: it escaped the consume loop, and the consumer reconnected
+and re-read the same record forever), and a few hundred levels that do parse
+cost polars minutes of CPU to turn into a ``kafka_batch`` DataFrame.
 
 Idempotency keys (the journal refuses a key it has seen for a checkpoint):
 
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MAX_DEPTH",
     "Rejected",
     "batch_key",
     "batch_params",
@@ -36,6 +44,10 @@ __all__ = [
     "message_key",
     "message_params",
 ]
+
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a value may have (the top-level object is level 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +67,53 @@ def decode_value(raw: bytes | None, max_bytes: int) -> dict[str, Any] | Rejected
             "too_large", f"the value is {len(raw)} bytes, over max_message_bytes ({max_bytes})"
         )
     try:
-        value = json.loads(raw)
+        value = _loads(raw)
+    except RecursionError:
+        return Rejected("not_json", _too_deep())
     except (UnicodeDecodeError, ValueError) as exc:
         return Rejected("not_json", f"the value is not JSON: {exc}")
     if not isinstance(value, dict):
         return Rejected("not_object", f"the value is JSON {type(value).__name__}, not an object")
+    # Each level opens a bracket: a value with few of them (most values) needs no walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        return Rejected("not_json", _too_deep())
     return value
+
+
+def _loads(raw: bytes) -> Any:
+    """``json.loads(raw)``, without its encoding detection for plain UTF-8 text.
+
+    Given bytes, ``json.loads`` first works out whether they are UTF-8, -16 or -32,
+    with or without a byte order mark: a fifth of the time it takes to decode a small
+    message. Text that is UTF-8 without a BOM (what producers send) is decoded
+    directly; anything else takes ``json.loads``'s own path, so exactly the same
+    values are accepted and rejected as before.
+    """
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return json.loads(raw)
+    # json tells the encodings apart by a BOM or by zero bytes among the first four.
+    if text.startswith("\ufeff") or "\x00" in text[:4]:
+        return json.loads(raw)
+    return json.loads(text)
+
+
+def _too_deep() -> str:
+    return f"the value nests arrays or objects more than {MAX_DEPTH} levels deep"
+
+
+def _deeper_than(value: dict[str, Any], limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 def key_prefix(topic: str, partition: int) -> str:
@@ -107,9 +160,12 @@ def message_params(
     """
     params: dict[str, str] = {}
     for name, field in value.items():
-        if isinstance(field, bool):
+        kind = type(field)
+        if kind is str:  # the common cases first, without isinstance chains
+            params[name] = field
+        elif kind is bool or isinstance(field, bool):
             params[name] = "true" if field else "false"
-        elif isinstance(field, str | int | float):
+        elif kind is int or kind is float or isinstance(field, str | int | float):
             params[name] = str(field)
     for name in _METADATA:
         params.pop(name, None)

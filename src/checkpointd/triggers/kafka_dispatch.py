@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -65,9 +64,8 @@ _REJECT_LOG_EVERY = 10.0
 """Seconds between log lines about malformed messages of one reason (metrics count all)."""
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaMessage:
-    """One consumed record, as plain values."""
+class KafkaMessage(NamedTuple):
+    """One consumed record, as plain values (a tuple: one is made per consumed record)."""
 
     topic: str
     partition: int
@@ -128,7 +126,9 @@ class Dispatcher:
         self._monotonic = monotonic
         self._max_failure_delay = max_failure_delay
         self._routes: list[Route] = []
+        self._by_topic: dict[str, tuple[Route, ...]] = {}
         self._tasks: dict[TP, set[asyncio.Task[None]]] = {}
+        self._task_partition: dict[asyncio.Task[None], TP] = {}
         self._count = 0
         self._marks: dict[tuple[str, TP], int | None] = {}
         self._held: set[TP] = set()
@@ -145,6 +145,7 @@ class Dispatcher:
         if any(r.name == route.name for r in self._routes):
             raise ValueError(f"kafka trigger {route.name} is already attached")
         self._routes.append(route)
+        self._by_topic.clear()
 
     def detach(self, route: Route) -> list[TP]:
         """Remove a route; returns the partitions whose open batches it dropped.
@@ -154,6 +155,7 @@ class Dispatcher:
         """
         if route in self._routes:
             self._routes.remove(route)
+        self._by_topic.clear()
         for key in [k for k in self._marks if k[0] == route.name]:
             del self._marks[key]
         if route.buffer is None:
@@ -248,41 +250,30 @@ class Dispatcher:
 
     def dispatch(self, messages: Iterable[KafkaMessage], now: float) -> None:
         """Decode, route and emit polled messages (never waits); ``now`` is monotonic."""
-        for message in messages:
-            tp = (message.topic, message.partition)
-            if tp in self._held:
-                continue  # it will be read again after the rewind
-            self._metrics.consumed(message.topic)
-            state = self.tracker.partition(tp)
-            decoded = decode_value(message.value, self._max_bytes)
-            if isinstance(decoded, Rejected):
-                self._reject(message, decoded, state, tp)
-                continue
-            singles: list[Route] = []
-            full: list[tuple[Route, Batch[TP]]] = []
-            holds = 0
-            for route in self._routes:
-                if not route.selector.matches(message.topic):
+        # The per-message path of the daemon: work per message is kept to what the
+        # message needs (one decode, one event per matching checkpoint, one task per
+        # event); lookups that only depend on the topic or partition are made once.
+        consumed: dict[str, int] = {}
+        held = self._held
+        last_tp: TP | None = None
+        state = None
+        try:
+            for message in messages:
+                topic = message.topic
+                tp = (topic, message.partition)
+                if tp in held:
+                    continue  # it will be read again after the rewind
+                consumed[topic] = consumed.get(topic, 0) + 1
+                if tp != last_tp or state is None:
+                    state, last_tp = self.tracker.partition(tp), tp
+                decoded = decode_value(message.value, self._max_bytes)
+                if isinstance(decoded, Rejected):
+                    self._reject(message, decoded, state, tp)
                     continue
-                if not route.filter.matches(decoded, message.key, message.headers):
-                    continue
-                if route.buffer is None:
-                    singles.append(route)
-                    holds += 1
-                    continue
-                mark = self._marks.get((route.name, tp))
-                if mark is not None and message.offset <= mark:
-                    continue  # a batch of this checkpoint already covered it
-                holds += 1
-                batch = route.buffer.add(tp, message.offset, decoded, now)
-                if batch is not None:
-                    full.append((route, batch))
-            state.track(message.offset, holds)
-            for route in singles:
-                self._spawn(tp, self._deliver(route, self._message_event(route, message, decoded),
-                                              state, tp, (message.offset,)))  # fmt: skip
-            for route, batch in full:
-                self._emit_batch(route, batch)
+                self._route(message, decoded, tp, state, now)
+        finally:
+            for topic, count in consumed.items():
+                self._metrics.consumed(topic, count)
 
     def flush_due(self, now: float) -> None:
         """Hand over every batch whose ``max_wait`` has passed."""
@@ -313,39 +304,90 @@ class Dispatcher:
         state = self.tracker.partition(tp)
         self._spawn(tp, self._deliver(route, event, state, tp, tuple(batch.offsets)))
 
-    def _message_event(
-        self, route: Route, message: KafkaMessage, value: dict[str, Any]
-    ) -> TriggerEvent:
+    def _routes_for(self, topic: str) -> tuple[Route, ...]:
+        routes = self._by_topic.get(topic)
+        if routes is None:
+            routes = tuple(r for r in self._routes if r.selector.matches(topic))
+            self._by_topic[topic] = routes
+        return routes
+
+    def _route(
+        self,
+        message: KafkaMessage,
+        decoded: dict[str, Any],
+        tp: TP,
+        state: PartitionOffsets,
+        now: float,
+    ) -> None:
+        singles: list[Route] = []
+        full: list[tuple[Route, Batch[TP]]] = []
+        holds = 0
+        for route in self._routes_for(tp[0]):
+            if not route.filter.matches(decoded, message.key, message.headers):
+                continue
+            if route.buffer is None:
+                singles.append(route)
+                holds += 1
+                continue
+            mark = self._marks.get((route.name, tp))
+            if mark is not None and message.offset <= mark:
+                continue  # a batch of this checkpoint already covered it
+            holds += 1
+            batch = route.buffer.add(tp, message.offset, decoded, now)
+            if batch is not None:
+                full.append((route, batch))
+        state.track(message.offset, holds)
+        if singles:
+            offsets = (message.offset,)
+            fired, params = self._message_fields(message, decoded)
+            key = message_key(tp[0], tp[1], message.offset)
+            for route in singles:
+                event = TriggerEvent(
+                    type=TRIGGER_TYPE,
+                    key=key,
+                    fired_at=fired,
+                    checkpoint=route.checkpoint,
+                    params=params,
+                )
+                self._spawn(tp, self._deliver(route, event, state, tp, offsets))
+        for route, batch in full:
+            self._emit_batch(route, batch)
+
+    def _message_fields(
+        self, message: KafkaMessage, value: dict[str, Any]
+    ) -> tuple[datetime, dict[str, str]]:
+        """A message event's ``fired_at`` and ``params`` (shared by the checkpoints it fires:
+        nothing downstream changes an event's params)."""
         ts = message.timestamp_ms
         fired = datetime.fromtimestamp(ts / 1000, UTC) if ts and ts > 0 else self._clock.now()
-        return TriggerEvent(
-            type=TRIGGER_TYPE,
-            key=message_key(message.topic, message.partition, message.offset),
-            fired_at=fired,
-            checkpoint=route.checkpoint,
-            params=message_params(
-                value,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                timestamp_ms=ts,
-            ),
+        params = message_params(
+            value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            timestamp_ms=ts,
         )
+        return fired, params
 
     def _spawn(self, tp: TP, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        tasks = self._tasks.setdefault(tp, set())
+        tasks = self._tasks.get(tp)
+        if tasks is None:
+            tasks = self._tasks[tp] = set()
         tasks.add(task)
+        self._task_partition[task] = tp
         self._count += 1
+        task.add_done_callback(self._task_done)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._count -= 1
-            tasks.discard(finished)
-            if not tasks and self._tasks.get(tp) is tasks:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._count -= 1
+        tp = self._task_partition.pop(task)
+        tasks = self._tasks.get(tp)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
                 del self._tasks[tp]
-
-        task.add_done_callback(done)
 
     async def _deliver(
         self,

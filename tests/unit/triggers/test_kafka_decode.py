@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from checkpointd.triggers.kafka_decode import (
     Rejected,
@@ -47,6 +51,48 @@ def test_a_json_object_decodes_to_a_dict() -> None:
         "a": 1,
         "b": [True, None],
     }
+
+
+_ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_ENCODED = st.builds(
+    lambda value, encoding: json.dumps(value, ensure_ascii=False).encode(encoding),
+    _JSON,
+    st.sampled_from(_ENCODINGS),
+)
+
+
+@given(st.binary(max_size=40) | _ENCODED)
+def test_values_decode_exactly_as_json_loads_decodes_them(raw: bytes) -> None:
+    # Plain UTF-8 skips json's encoding detection; every other input must fare the same.
+    try:
+        loaded = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        expected: tuple[str, Any] = ("not_json", f"the value is not JSON: {exc}")
+    else:
+        # Compared as text: a NaN in a random value is not equal to itself.
+        expected = ("value", repr(loaded)) if isinstance(loaded, dict) else ("not_object", None)
+
+    result = decode_value(raw, max_bytes=1 << 20)
+    if not raw:
+        assert result == Rejected("no_value", "the message has no value")
+    elif isinstance(result, Rejected):
+        detail = result.detail if result.reason == "not_json" else None
+        assert (result.reason, detail) == expected
+    else:
+        assert ("value", repr(result)) == expected
+
+
+def test_a_byte_order_mark_or_another_json_encoding_is_still_accepted() -> None:
+    value = {"a": "é", "n": 1}
+    for encoding in _ENCODINGS:
+        raw = json.dumps(value, ensure_ascii=False).encode(encoding)
+        assert decode_value(raw, max_bytes=1000) == value, encoding
+    assert decode_value(codecs.BOM_UTF8 + b'{"a": 1}', max_bytes=100) == {"a": 1}
 
 
 def test_the_size_limit_is_inclusive() -> None:

@@ -340,3 +340,110 @@ def test_two_routes_with_one_name_cannot_attach() -> None:
     h.route("cp")
     with pytest.raises(ValueError, match="already attached"):
         h.route("cp")
+
+
+async def test_routes_attached_or_detached_between_polls_see_exactly_the_later_messages() -> None:
+    h = Harness()
+    first = h.route("first")
+    await h.feed([{}])
+    second = Route(
+        name="second/kafka[0]",
+        checkpoint="second",
+        selector=TopicSelector(pattern="ord.*"),
+        message_filter=MessageFilter(None),
+        emit=h.journal.accept,
+    )
+    h.dispatcher.attach(second)
+    await h.feed([{}], start=1)
+    h.dispatcher.detach(first)
+    await h.feed([{}], start=2)
+
+    assert sorted((e.checkpoint, e.key) for e in h.journal.events) == [
+        ("first", "kafka:orders:0:0"),
+        ("first", "kafka:orders:0:1"),
+        ("second", "kafka:orders:0:1"),
+        ("second", "kafka:orders:0:2"),
+    ]
+
+
+async def test_each_topic_is_routed_to_its_own_checkpoints_and_counted_on_its_own() -> None:
+    h = Harness()
+    h.route("orders_cp")
+    refunds = Route(
+        name="refunds_cp/kafka[0]",
+        checkpoint="refunds_cp",
+        selector=TopicSelector(topic="refunds"),
+        message_filter=MessageFilter(None),
+        emit=h.journal.accept,
+    )
+    h.dispatcher.attach(refunds)
+
+    h.dispatcher.dispatch(
+        [
+            KafkaMessage(TOPIC, 0, 0, None, b"{}"),
+            KafkaMessage("refunds", 0, 0, None, b"{}"),
+            KafkaMessage("refunds", 0, 1, None, b"oops"),
+            KafkaMessage(TOPIC, 0, 1, None, b"{}"),
+            KafkaMessage("other", 0, 0, None, b"{}"),
+        ],
+        0.0,
+    )
+    await h.dispatcher.settle()
+
+    assert sorted((e.checkpoint, e.key) for e in h.journal.events) == [
+        ("orders_cp", "kafka:orders:0:0"),
+        ("orders_cp", "kafka:orders:0:1"),
+        ("refunds_cp", "kafka:refunds:0:0"),
+    ]
+    assert h.sample("checkpointd_kafka_messages_total", topic=TOPIC) == 2
+    assert h.sample("checkpointd_kafka_messages_total", topic="refunds") == 2  # good or bad
+    assert h.sample("checkpointd_kafka_messages_total", topic="other") == 1
+    assert h.position(("refunds", 0)) == 2
+    assert h.position(("other", 0)) == 1  # wanted by nobody, done at once
+
+
+async def test_checkpoints_fired_by_one_message_get_the_same_params() -> None:
+    h = Harness()
+    h.route("a")
+    h.route("b")
+
+    await h.feed([{"path": "x.csv", "size": 3, "ok": True, "ratio": 0.5, "nested": {"n": 1}}])
+
+    params = [dict(e.params) for e in h.journal.events]
+    assert len(params) == 2
+    assert params[0] == params[1]
+    assert params[0] == {
+        "path": "x.csv",
+        "size": "3",
+        "ok": "true",
+        "ratio": "0.5",
+        "topic": TOPIC,
+        "partition": "0",
+        "offset": "0",
+        "timestamp": "1700000000000",
+    }
+
+
+async def test_settling_one_partition_does_not_wait_for_another() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+
+    async def slow_on_partition_1(event: TriggerEvent) -> bool:
+        if event.params["partition"] == "1":
+            await gate.wait()
+        return await h.journal.accept(event)
+
+    h.route("cp", emit=slow_on_partition_1)
+    h.dispatcher.dispatch(
+        [KafkaMessage(TOPIC, p, o, None, b"{}") for o in range(3) for p in (0, 1)], 0.0
+    )
+
+    assert h.dispatcher.in_flight == 6
+    assert await h.dispatcher.settle([(TOPIC, 0)], within=1.0)
+    assert not await h.dispatcher.settle([(TOPIC, 1)], within=0.01)
+    assert h.dispatcher.in_flight == 3
+
+    gate.set()
+    assert await h.dispatcher.settle(within=1.0)
+    assert h.dispatcher.in_flight == 0
+    assert (h.position((TOPIC, 0)), h.position((TOPIC, 1))) == (3, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause
+from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause, poll_timeout_ms
 
 
 def test_pauses_at_the_limit_and_resumes_only_at_a_quarter_of_it() -> None:
@@ -47,3 +47,22 @@ def test_overload_pauses_everything_otherwise_only_partitions_awaiting_a_rewind(
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Backpressure(limit=0)
+
+
+@pytest.mark.parametrize(
+    ("overloaded", "deadline", "now", "timeout_ms"),
+    [
+        (False, None, 10.0, 200),  # nothing open: the idle heartbeat
+        (True, None, 10.0, 50),  # paused: look for room more often
+        (False, 10.030, 10.0, 30),  # a batch falls due in 30 ms: wait no longer
+        (False, 10.0105, 10.0, 11),  # rounded up, never just short of the deadline
+        (False, 10.0001, 10.0, 1),
+        (False, 9.5, 10.0, 0),  # overdue: do not wait at all
+        (False, 11.0, 10.0, 200),  # due later than the heartbeat
+        (True, 10.080, 10.0, 50),
+    ],
+)
+def test_a_poll_waits_no_longer_than_the_first_open_batch_has_left(
+    overloaded: bool, deadline: float | None, now: float, timeout_ms: int
+) -> None:
+    assert poll_timeout_ms(overloaded, deadline, now) == timeout_ms
