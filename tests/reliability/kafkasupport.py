@@ -141,6 +141,21 @@ TP = tuple[str, int]
 """A partition: (topic, partition)."""
 
 
+async def _wait_for_partitions(
+    producer: AIOKafkaProducer, topics: list[str], partitions: int
+) -> None:
+    """Wait until the producer's metadata knows every partition of ``topics``: right after a
+    topic is created a send to a partition it does not know yet fails ("Unrecognized
+    partition") instead of waiting."""
+    deadline = time.monotonic() + 60
+    for topic in topics:
+        while len(await producer.partitions_for(topic)) < partitions:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} never showed {partitions} partitions")
+            await producer.client.force_metadata_update()
+            await asyncio.sleep(0.1)
+
+
 class KafkaFeeder(threading.Thread):
     """Produces ``{"id": n, "amount": x}`` (unique ``n``, also the key) at about ``rate``
     messages per second until stopped, round-robin over ``topics`` and their partitions.
@@ -176,6 +191,7 @@ class KafkaFeeder(threading.Thread):
         )
         await producer.start()
         try:
+            await _wait_for_partitions(producer, self.topics, self.partitions)
             began, n = time.monotonic(), 0
             while not self._stop_event.is_set():
                 # Small bursts keep the pace without one round trip per message.

@@ -34,6 +34,7 @@ from tests.e2e.harness import DaemonProcess, run_daemon, wait_for
 from tests.kafka_broker import make_topic_name
 from tests.reliability import test_disk_full as disk_full
 from tests.reliability.kafkasupport import (
+    TP,
     KafkaFeeder,
     committed_offsets,
     covered,
@@ -86,8 +87,8 @@ class Sample:
 
     at: float
     phase: str
-    committed: dict[int, int]
-    gaps: dict[int, list[int]]
+    committed: dict[TP, int]
+    gaps: dict[TP, list[int]]
 
 
 class CommitWatch(threading.Thread):
@@ -154,15 +155,16 @@ def past_the_journal(samples: list[Sample]) -> list[Violation]:
     ]
 
 
-def group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offsets on ``topic``, by partition, as the broker holds them."""
+def group_offsets(bootstrap: str, group: str, topic: str) -> dict[TP, int]:
+    """The group's committed offsets on ``topic``, by (topic, partition), as the broker holds
+    them (keyed like the journal's coverage and the feeder's record)."""
     offsets = committed_offsets(bootstrap, group)
-    return {p: o for (t, p), o in offsets.items() if t == topic}
+    return {tp: o for tp, o in offsets.items() if tp[0] == topic}
 
 
-def completed_coverage(state: Path) -> Counter[tuple[int, int]]:
-    """How many successful runs cover each (partition, offset)."""
-    seen: Counter[tuple[int, int]] = Counter()
+def completed_coverage(state: Path) -> Counter[tuple[TP, int]]:
+    """How many successful runs cover each ((topic, partition), offset)."""
+    seen: Counter[tuple[TP, int]] = Counter()
     rows = read_only(
         state,
         "SELECT journal_key FROM runs WHERE checkpoint = ? AND status = 'success'",
@@ -174,14 +176,14 @@ def completed_coverage(state: Path) -> Counter[tuple[int, int]]:
     return seen
 
 
-def produced(sent: dict[int, tuple[int, int]]) -> set[tuple[int, int]]:
-    """Every acknowledged message as (partition, offset)."""
+def produced(sent: dict[int, tuple[TP, int]]) -> set[tuple[TP, int]]:
+    """Every acknowledged message as ((topic, partition), offset)."""
     return set(sent.values())
 
 
-def end_offsets(sent: dict[int, tuple[int, int]]) -> dict[int, int]:
+def end_offsets(sent: dict[int, tuple[TP, int]]) -> dict[TP, int]:
     """Per partition, the offset after the last acknowledged message: where commits end."""
-    ends: dict[int, int] = {}
+    ends: dict[TP, int] = {}
     for partition, offset in sent.values():
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     return ends
@@ -228,7 +230,7 @@ def test_a_full_state_disk_stalls_commits_at_the_journal_and_loses_no_message(
         source=SOURCES[source],
         topic=topic,
     )
-    feeder = KafkaFeeder(kafka_bootstrap, topic, PARTITIONS, rate=RATE, seed=7)
+    feeder = KafkaFeeder(kafka_bootstrap, [topic], PARTITIONS, rate=RATE, seed=7)
     watch = CommitWatch(kafka_bootstrap, group, topic, state)
     with run_daemon(text, tmp_path, loop=loop) as daemon, running(watch):
         pid = daemon.proc.pid
