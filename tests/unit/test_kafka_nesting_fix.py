@@ -63,3 +63,20 @@ def test_many_shallow_containers_are_not_deep() -> None:
     raw = json.dumps({"rows": [{"id": i, "tags": [i]} for i in range(500)]}).encode()
 
     assert decode_value(raw, LIMIT) == json.loads(raw)
+
+
+def test_a_key_counts_toward_max_message_bytes() -> None:
+    from checkpointd.triggers.kafka_decode import oversized
+
+    rejected = oversized(b"k" * 900, b'{"id": 1}' + b" " * 200, 1000)
+    assert rejected is not None
+    assert rejected.reason == "too_large"
+    assert "key 900" in rejected.detail
+
+
+def test_a_message_within_the_limit_or_without_a_key_is_not_oversized() -> None:
+    from checkpointd.triggers.kafka_decode import oversized
+
+    assert oversized(b"k" * 10, b'{"id": 1}', 1000) is None
+    assert oversized(None, b"x" * 5000, 1000) is None  # decode_value reports a long value
+    assert oversized(b"", b"x" * 5000, 1000) is None

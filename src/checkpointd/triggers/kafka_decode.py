@@ -6,7 +6,7 @@ these reasons, counted, optionally sent to the dead-letter topic, and skipped:
 its offset still advances, so a bad record never blocks its partition.
 
 ==============  ===========================================================
-``too_large``   the value is longer than ``max_message_bytes``
+``too_large``   the value (with the key) is longer than ``max_message_bytes``
 ``no_value``    the value is null (a tombstone) or empty
 ``not_json``    the value is not valid JSON text, or nests arrays and objects
                 more than :data:`MAX_DEPTH` levels deep
@@ -56,6 +56,22 @@ class Rejected:
 
     reason: str
     detail: str
+
+
+def oversized(key: bytes | None, value: bytes | None, max_bytes: int) -> Rejected | None:
+    """``too_large`` when key and value together pass ``max_message_bytes``.
+
+    The key counts too: it is kept whole in the journal, the run's trigger info and API
+    answers, so a 10 MB key must not get in where a 10 MB value cannot.
+    """
+    size = (len(key) if key else 0) + (len(value) if value else 0)
+    if size <= max_bytes or not key:
+        return None  # (a value alone over the limit is decode_value's to report)
+    return Rejected(
+        "too_large",
+        f"key and value are {size} bytes together (key {len(key)}), "
+        f"over max_message_bytes ({max_bytes})",
+    )
 
 
 def decode_value(raw: bytes | None, max_bytes: int) -> dict[str, Any] | Rejected:

@@ -43,6 +43,7 @@ from checkpointd.triggers.kafka_decode import (
     decode_value,
     message_key,
     message_params,
+    oversized,
 )
 from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
 from checkpointd.triggers.kafka_journal import JournalLookup
@@ -266,7 +267,9 @@ class Dispatcher:
                 consumed[topic] = consumed.get(topic, 0) + 1
                 if tp != last_tp or state is None:
                     state, last_tp = self.tracker.partition(tp), tp
-                decoded = decode_value(message.value, self._max_bytes)
+                decoded = oversized(message.key, message.value, self._max_bytes) or decode_value(
+                    message.value, self._max_bytes
+                )
                 if isinstance(decoded, Rejected):
                     self._reject(message, decoded, state, tp)
                     continue
