@@ -80,7 +80,14 @@ class TriggerInfo:
     params: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "key": self.key, **dict(self.params)}
+        # ``type`` and ``key`` say what fired and its idempotency key; a param of the same
+        # name (a Kafka message's own key, a JSON field called "type") must not pass for
+        # them, so it is left out here (it stays in the journal and in ``{trigger.*}``).
+        out: dict[str, Any] = {"type": self.type, "key": self.key}
+        for name, value in self.params.items():
+            if name != "type" and name != "key":
+                out[name] = value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
