@@ -30,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ class Hit:
     path: str
 
 
-class Receiver:
+class Receiver(ABC):
     """What both server kinds share: the behaviour, the per-key counts, the record."""
 
     def __init__(self, name: str, behaviour: Behaviour, *, hang_limit: float = 30.0) -> None:
@@ -160,11 +161,13 @@ class Receiver:
         with self._lock:
             return list(self._hits)
 
+    @abstractmethod
     async def start(self) -> None:
-        raise NotImplementedError
+        """Listen on ``self.port`` (on the host's loop)."""
 
+    @abstractmethod
     async def stop(self) -> None:
-        raise NotImplementedError
+        """Stop listening and close every connection."""
 
 
 class HttpReceiver(Receiver):
