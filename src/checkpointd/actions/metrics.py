@@ -89,7 +89,13 @@ class ActionMetrics:
         self._actions &= keep
 
     def attempt(self, action: str, result: str, seconds: float) -> None:
-        """One attempt ended with ``result`` after ``seconds``."""
+        """One attempt ended with ``result`` after ``seconds``.
+
+        An attempt still in flight when a reload dropped its action is not counted: it
+        would bring back the series :meth:`forget_actions` removed.
+        """
+        if action not in self._actions:
+            return
         self.deliveries_total.labels(action=action, result=result).inc()
         self.delivery_duration_seconds.labels(action=action).observe(max(0.0, seconds))
 
