@@ -236,12 +236,12 @@ class RawReceiver(Receiver):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        # The daemon may go away mid-request (killed, or it gave up waiting), or a hang may
+        # reach its limit: either way there is nothing left to answer.
+        gone = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
         try:
-            await self._one(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # the daemon went away mid-request (killed, or gave up): nothing to answer
-        except TimeoutError:
-            pass
+            with contextlib.suppress(*gone, TimeoutError):
+                await self._one(reader, writer)
         finally:
             self._writers.discard(writer)
             if not writer.is_closing():

@@ -89,8 +89,9 @@ def fill(fs: Path) -> Path:
     with filler.open("wb", buffering=0) as fh:
         for size in (1 << 20, 1 << 12, 1):
             try:
-                while fh.write(b"\0" * size):
-                    pass
+                written = fh.write(b"\0" * size)
+                while written:  # until the file system takes no more bytes of this size
+                    written = fh.write(b"\0" * size)
             except OSError as exc:
                 if exc.errno != errno.ENOSPC:
                     raise

@@ -189,8 +189,9 @@ def _storm(port: int, stop: threading.Event) -> None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                while sock.recv(4096):
-                    pass
+                answer = sock.recv(4096)
+                while answer:  # read the whole answer, until the server closes
+                    answer = sock.recv(4096)
         except OSError:
             time.sleep(0.001)  # refused once the site is closed: keep knocking
 
