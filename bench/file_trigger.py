@@ -44,7 +44,7 @@ import structlog
 from bench.common import peak_rss_mib
 from checkpointd.config.durations import parse_duration
 from checkpointd.config.models import FileTrigger
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 from checkpointd.triggers.file import FileSource
 
 LAG_PROBE = 0.01

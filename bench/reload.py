@@ -51,8 +51,8 @@ from typing import Any
 
 from checkpointd.config import load_config
 from checkpointd.daemon.app import Daemon
-from checkpointd.daemon.logging import configure_logging
 from checkpointd.daemon.main import loop_factory
+from checkpointd.logs import configure_logging
 
 PROBE = 0.002
 """Seconds between two wake-ups of the stall probe."""

@@ -103,9 +103,9 @@ class _Sink:
 async def _checkpointd(n: int, store_dir: Path | None, tag: str) -> tuple[float, list[float]]:
     from datetime import UTC, datetime
 
-    from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-    from checkpointd.daemon.store import Store
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
+    from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
+    from checkpointd.store.sqlite.store import Store
 
     starts: dict[str, float] = {}
     sink = _Sink(starts)

@@ -32,7 +32,7 @@ from typing import Any
 
 from checkpointd.clock import SystemClock
 from checkpointd.config.models import ScheduleTrigger
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 from checkpointd.triggers.schedule import ScheduleSource
 
 LAG_PROBE = 0.05

@@ -41,9 +41,9 @@ async def _runs(n: int, store_dir: Path | None, tag: str) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from checkpointd.checkpoints.checkpoint import Checkpoint
-    from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-    from checkpointd.daemon.store import Store
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
+    from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
+    from checkpointd.store.sqlite.store import Store
 
     checkpoint = Checkpoint.from_dict(
         {

@@ -55,22 +55,17 @@ if TYPE_CHECKING:
     )
     from checkpointd.asyncutils import run_async_in_sync, with_retry, with_semaphore, with_timeout
     from checkpointd.checkpoints.checkpoint import Checkpoint
-    from checkpointd.checkpoints.result import (
-        CheckpointResult,
-        Status,
-        TriggerInfo,
-        ValidatorResult,
-    )
+    from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
     from checkpointd.config.loader import load_config
     from checkpointd.config.models import CheckpointConfig, Config
-    from checkpointd.daemon.pool import run_checkpoints_parallel
-    from checkpointd.daemon.runner import AsyncCheckpointRunner
-    from checkpointd.daemon.runner_config import AsyncRunnerConfig
-    from checkpointd.daemon.runs import run_checkpoint_async
-    from checkpointd.daemon.stats import RunnerStats
-    from checkpointd.daemon.workerpool import CheckpointPool
+    from checkpointd.events import TriggerEvent, TriggerInfo
+    from checkpointd.runtime.config import AsyncRunnerConfig
+    from checkpointd.runtime.parallel import run_checkpoints_parallel
+    from checkpointd.runtime.pool import CheckpointPool
+    from checkpointd.runtime.runner import AsyncCheckpointRunner
+    from checkpointd.runtime.runs import run_checkpoint_async
+    from checkpointd.runtime.stats import RunnerStats
     from checkpointd.triggers.base import AsyncBaseTrigger
-    from checkpointd.triggers.event import TriggerEvent
 
     __version__: str
 
@@ -134,19 +129,19 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "checkpointd.checkpoints.checkpoint",
     "CheckpointResult": "checkpointd.checkpoints.result",
     "Status": "checkpointd.checkpoints.result",
-    "TriggerInfo": "checkpointd.checkpoints.result",
+    "TriggerInfo": "checkpointd.events",
     "ValidatorResult": "checkpointd.checkpoints.result",
     "load_config": "checkpointd.config.loader",
     "CheckpointConfig": "checkpointd.config.models",
     "Config": "checkpointd.config.models",
-    "run_checkpoints_parallel": "checkpointd.daemon.pool",
-    "AsyncCheckpointRunner": "checkpointd.daemon.runner",
-    "AsyncRunnerConfig": "checkpointd.daemon.runner_config",
-    "run_checkpoint_async": "checkpointd.daemon.runs",
-    "RunnerStats": "checkpointd.daemon.stats",
-    "CheckpointPool": "checkpointd.daemon.workerpool",
+    "run_checkpoints_parallel": "checkpointd.runtime.parallel",
+    "AsyncCheckpointRunner": "checkpointd.runtime.runner",
+    "AsyncRunnerConfig": "checkpointd.runtime.config",
+    "run_checkpoint_async": "checkpointd.runtime.runs",
+    "RunnerStats": "checkpointd.runtime.stats",
+    "CheckpointPool": "checkpointd.runtime.pool",
     "AsyncBaseTrigger": "checkpointd.triggers.base",
-    "TriggerEvent": "checkpointd.triggers.event",
+    "TriggerEvent": "checkpointd.events",
 }
 
 

@@ -34,7 +34,7 @@ from checkpointd.render import render_history, render_result
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult
     from checkpointd.config.models import CheckpointConfig, Config
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -149,8 +149,8 @@ def cmd_run_once(args: argparse.Namespace) -> int:
 
 
 def _manual_event(params: dict[str, str]) -> TriggerEvent:
+    from checkpointd.events import TriggerEvent
     from checkpointd.ids import uuid7
-    from checkpointd.triggers.event import TriggerEvent
 
     return TriggerEvent(
         type="manual", key=f"run-once:{uuid7()}", fired_at=datetime.now(UTC), params=params
@@ -161,7 +161,7 @@ async def _run_once(
     config: Config, cp_config: CheckpointConfig, event: TriggerEvent | None, *, record: bool
 ) -> CheckpointResult:
     from checkpointd.checkpoints.checkpoint import Checkpoint
-    from checkpointd.daemon.store import Store
+    from checkpointd.store.sqlite.store import Store
 
     name = cp_config.name
     store: Store | None = None
@@ -231,7 +231,7 @@ def _positive_int(text: str) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Print recorded runs, newest first (works beside a running daemon)."""
-    from checkpointd.daemon.history import read_history
+    from checkpointd.store.history import read_history
 
     config = load_config(args.config)
     results = read_history(

@@ -33,8 +33,8 @@ from checkpointd.errors import CheckpointdError, StateDirInUseError
 
 if TYPE_CHECKING:
     from checkpointd.actions.dryrun import DryRunItem
+    from checkpointd.actions.outbox import OutboxEntry
     from checkpointd.config.models import Config
-    from checkpointd.daemon.outbox import OutboxEntry
 
 __all__ = ["add_actions", "add_deliveries", "cmd_actions_test", "cmd_deliveries"]
 
@@ -116,8 +116,8 @@ async def read_deliveries(
     """Deliveries newest first and counts by status, read-only; empty when none were kept."""
     import aiosqlite
 
-    from checkpointd.daemon import outbox
-    from checkpointd.daemon.store import DB_FILE_NAME
+    from checkpointd.actions import outbox
+    from checkpointd.store.sqlite.store import DB_FILE_NAME
 
     path = Path(state_dir) / DB_FILE_NAME
     empty = {s: 0 for s in _DELIVERY_STATUSES}
@@ -193,8 +193,8 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
 
 
 async def _retry_in_store(config: Config, ids: list[str] | None) -> list[str]:
-    from checkpointd.daemon import outbox
-    from checkpointd.daemon.store import Store
+    from checkpointd.actions import outbox
+    from checkpointd.store.sqlite.store import Store
 
     async with await Store.open(config.daemon.state_dir) as store:
         now = datetime.now(UTC)

@@ -7,11 +7,12 @@ doubles and user plug-ins need no inheritance.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
 
 
 @runtime_checkable
@@ -89,3 +90,26 @@ class StateStore(Protocol):
     async def has_seen(self, namespace: str, key: str) -> bool: ...
 
     async def mark_seen(self, namespace: str, keys: Sequence[str]) -> None: ...
+
+
+class RunMetrics(Protocol):
+    """What the runtime and the triggers it builds tell the metrics (``daemon.metrics.Metrics``).
+
+    The runtime only says what happened; how it is exported is the daemon's business.
+    """
+
+    def run_in_flight(self) -> AbstractContextManager[None]:
+        """Count a run as in flight for the duration of the ``with`` block."""
+        ...
+
+    def run_skipped(self, reason: str) -> None:
+        """Count a run that was not started; ``reason`` is a short fixed word."""
+        ...
+
+    def schedule_misfire(self) -> None:
+        """Count a scheduled fire time that was missed."""
+        ...
+
+    def file_trigger_refused(self, reason: str) -> None:
+        """Count a file the file trigger refused (outside the directory, too large, ...)."""
+        ...

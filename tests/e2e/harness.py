@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkpointd.daemon.store import DB_FILE_NAME
+from checkpointd.store.sqlite.store import DB_FILE_NAME
 
 LOOP = os.environ.get("CHECKPOINTD_TEST_LOOP", "asyncio")
 

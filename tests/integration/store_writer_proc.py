@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
-from checkpointd.daemon.store import Store
 from checkpointd.errors import StateDirInUseError
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.store.sqlite.store import Store
 
 CHECKPOINT = "orders"
 ROUND_SIZE = 16

@@ -11,7 +11,7 @@ import pytest
 from checkpointd.actions.signing import verify
 from checkpointd.cli import main
 from checkpointd.config import load_config
-from checkpointd.daemon.store import Store
+from checkpointd.store.sqlite.store import Store
 from tests.integration.test_actions_delivery import (
     Reply,
     ThreadedReceiver,
@@ -160,7 +160,7 @@ def test_deliveries_lists_and_retry_requeues_in_the_state_dir(receiver, tmp_path
 
     async def pending_now():
         async with await Store.open(tmp_path / "state") as store:
-            from checkpointd.daemon import outbox
+            from checkpointd.actions import outbox
 
             return await store.read(lambda c: outbox.get_entry(c, dead["id"]))
 

@@ -28,8 +28,8 @@ from checkpointd.actions.service import ActionService
 from checkpointd.actions.signing import verify
 from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
 from checkpointd.config.models import Config
-from checkpointd.daemon.metrics import NAMESPACE
-from checkpointd.daemon.store import Store
+from checkpointd.metrics_base import NAMESPACE
+from checkpointd.store.sqlite.store import Store
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ from prometheus_client import generate_latest
 
 from checkpointd.actions.routes import add_delivery_routes
 from checkpointd.checkpoints.result import CheckpointResult
-from checkpointd.daemon.logging import configure_logging, reset_logging
-from checkpointd.daemon.store import DB_FILE_NAME
+from checkpointd.logs import configure_logging, reset_logging
+from checkpointd.store.sqlite.store import DB_FILE_NAME
 from tests.integration.test_actions_delivery import (
     Receiver,
     Reply,

@@ -53,7 +53,7 @@ ORDERS = "id,amount\n1,5.0\n2,-3.0\n3,50.0\n"
 HOLDER = """\
 import sys
 from pathlib import Path
-from checkpointd.daemon.statelock import acquire_state_dir
+from checkpointd.store.statelock import acquire_state_dir
 lock = acquire_state_dir(Path(sys.argv[1]))
 print("locked", flush=True)
 sys.stdin.read()

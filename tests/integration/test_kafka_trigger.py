@@ -38,14 +38,14 @@ from checkpointd.config.models import (
     KafkaConfig,
     KafkaTrigger,
 )
-from checkpointd.daemon.kafka_metrics import KafkaMetrics
-from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-from checkpointd.daemon.store import Store
 from checkpointd.errors import DeliveryError
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
+from checkpointd.store.sqlite.store import Store
 from checkpointd.triggers.kafka import KafkaHub, KafkaSource
 from checkpointd.triggers.kafka_journal import StoreJournalLookup
+from checkpointd.triggers.kafka_metrics import KafkaMetrics
 from tests.kafka_broker import create_topic, make_topic_name
 
 Emit = Callable[[TriggerEvent], Awaitable[bool]]

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from checkpointd.daemon.statelock import read_lock_holder
-from checkpointd.daemon.store import DB_FILE_NAME, Store
-from checkpointd.daemon.store_model import JournalEntry
 from checkpointd.errors import StateDirInUseError
+from checkpointd.store.model import JournalEntry
+from checkpointd.store.sqlite.store import DB_FILE_NAME, Store
+from checkpointd.store.statelock import read_lock_holder
 from tests.integration.store_writer_proc import CHECKPOINT, ROUND_SIZE, round_events
 
 HELPER = Path(__file__).with_name("store_writer_proc.py")

@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from checkpointd.daemon.store import DB_FILE_NAME
+from checkpointd.store.sqlite.store import DB_FILE_NAME
 
 TOPIC_READY_SECONDS = 30.0
 

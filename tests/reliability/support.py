@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkpointd.daemon.store import DB_FILE_NAME
+from checkpointd.store.sqlite.store import DB_FILE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES_DIR = ROOT / ".cache" / "reliability"

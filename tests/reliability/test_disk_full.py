@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from checkpointd.daemon.store import Store
 from checkpointd.errors import StoreError
+from checkpointd.store.sqlite.store import Store
 from tests.e2e.harness import query_state, run_daemon, wait_for
 from tests.reliability.support import FedFile, FileFeeder, integrity_check, land_csv
 

@@ -18,8 +18,8 @@ import pytest
 
 from checkpointd.cli import EXIT_ERROR, EXIT_FAILURE, EXIT_OK, _retry_sleep, main
 from checkpointd.config import CheckpointConfig
-from checkpointd.daemon.statelock import acquire_state_dir
 from checkpointd.progress import Progress
+from checkpointd.store.statelock import acquire_state_dir
 
 CONFIG = """\
 daemon:

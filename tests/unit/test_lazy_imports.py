@@ -137,7 +137,7 @@ def test_the_kafka_hub_imports_aiokafka_only_once_a_kafka_trigger_attaches() -> 
         import asyncio, sys
         from prometheus_client import CollectorRegistry
         from checkpointd.config.models import KafkaConfig, KafkaTrigger
-        from checkpointd.daemon.kafka_metrics import KafkaMetrics
+        from checkpointd.triggers.kafka_metrics import KafkaMetrics
         from checkpointd.triggers.kafka import KafkaHub
         from checkpointd.triggers.kafka_source import KafkaSource
 

@@ -114,7 +114,7 @@ def test_an_unknown_name_is_an_attribute_error_naming_it():
 
 
 def test_submodules_stay_importable_through_lazy_packages():
-    from checkpointd.daemon import workerpool
+    from checkpointd.runtime import pool as workerpool
 
     assert isinstance(workerpool, ModuleType)
     assert workerpool.CheckpointPool is checkpointd.CheckpointPool

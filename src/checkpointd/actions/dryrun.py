@@ -19,15 +19,11 @@ from checkpointd.actions.channel import Channel, ChannelContext, Delivery, Previ
 from checkpointd.actions.notify import decide
 from checkpointd.actions.plan import ActionSpec, action_specs
 from checkpointd.actions.registry import build_channel
-from checkpointd.checkpoints.result import (
-    CheckpointResult,
-    Status,
-    TriggerInfo,
-    ValidatorResult,
-)
+from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import CheckpointConfig, ValidatorConfig
 from checkpointd.errors import DeliveryError
+from checkpointd.events import TriggerInfo
 from checkpointd.ids import uuid7
 
 __all__ = ["DryRunItem", "dry_run", "sample_result", "send_once"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from checkpointd.daemon.metrics import NAMESPACE
+from checkpointd.metrics_base import NAMESPACE
 
 __all__ = ["DELIVERY_BUCKETS", "ActionMetrics"]
 

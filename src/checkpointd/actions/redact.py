@@ -26,7 +26,7 @@ from checkpointd.config.models import (
     SlackAction,
     WebhookAction,
 )
-from checkpointd.daemon.logging import REDACTED, redact_url
+from checkpointd.logs import REDACTED, redact_url
 
 __all__ = [
     "REDACTED",

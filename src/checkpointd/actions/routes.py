@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast, get_args
 
 from aiohttp import web
 
-from checkpointd.daemon.outbox import DeliveryStatus, OutboxEntry
+from checkpointd.actions.outbox import DeliveryStatus, OutboxEntry
 
 __all__ = ["DeliveryApi", "add_delivery_routes"]
 

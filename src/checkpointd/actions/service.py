@@ -8,7 +8,7 @@
 - builds one channel per configured action, lazily and again when a reload
   changes the action, on one shared aiohttp session whose resolver refuses
   link-local addresses;
-- runs the :class:`~checkpointd.daemon.dispatcher.Dispatcher` task;
+- runs the :class:`~checkpointd.actions.delivery.Dispatcher` task;
 - answers operators: list deliveries, show one, requeue dead ones (the CLI
   and ``/api/v1/deliveries``).
 
@@ -30,22 +30,22 @@ import aiohttp
 import aiosqlite
 from prometheus_client import CollectorRegistry
 
+from checkpointd.actions import outbox
 from checkpointd.actions.channel import Channel, ChannelContext
+from checkpointd.actions.delivery import Dispatcher, Route
 from checkpointd.actions.guard import GuardedResolver
 from checkpointd.actions.metrics import ActionMetrics
+from checkpointd.actions.outbox import Candidate, DeliveryStatus, OutboxEntry
 from checkpointd.actions.plan import ActionSpec, action_specs
 from checkpointd.actions.redact import Scrubber, secrets_of
 from checkpointd.actions.registry import build_channel
 from checkpointd.checkpoints.result import CheckpointResult
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import ActionConfig, Config
-from checkpointd.daemon import outbox
-from checkpointd.daemon.dispatcher import Dispatcher, Route
-from checkpointd.daemon.logging import get_logger
-from checkpointd.daemon.outbox import Candidate, DeliveryStatus, OutboxEntry
-from checkpointd.daemon.store import Store
-from checkpointd.daemon.store_ops import TransactionHook
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
+from checkpointd.logs import get_logger
+from checkpointd.store.sqlite.ops import TransactionHook
+from checkpointd.store.sqlite.store import Store
 
 if TYPE_CHECKING:
     from aiohttp import web

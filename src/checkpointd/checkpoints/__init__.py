@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from checkpointd.checkpoints.result import (
         CheckpointResult,
         Status,
-        TriggerInfo,
         ValidatorResult,
         overall_status,
     )
+    from checkpointd.events import TriggerInfo
 
 __all__ = [
     "Checkpoint",
@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "checkpointd.checkpoints.checkpoint",
     "CheckpointResult": "checkpointd.checkpoints.result",
     "Status": "checkpointd.checkpoints.result",
-    "TriggerInfo": "checkpointd.checkpoints.result",
+    "TriggerInfo": "checkpointd.events",
     "ValidatorResult": "checkpointd.checkpoints.result",
     "overall_status": "checkpointd.checkpoints.result",
 }

@@ -29,8 +29,8 @@ from checkpointd.config.models import (
     ValidatorConfig,
 )
 from checkpointd.errors import CheckpointdError
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.triggers.event import TriggerEvent
 
 if TYPE_CHECKING:
     import polars as pl

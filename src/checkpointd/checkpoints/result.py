@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
+
+from checkpointd.events import TriggerInfo
 
 Severity = Literal["error", "warning"]
 
@@ -69,25 +71,6 @@ def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix, millisecond precision."""
     text = value.isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerInfo:
-    """Which trigger caused a run: its type, idempotency key and the values it handed over."""
-
-    type: str
-    key: str
-    params: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        # ``type`` and ``key`` say what fired and its idempotency key; a param of the same
-        # name (a Kafka message's own key, a JSON field called "type") must not pass for
-        # them, so it is left out here (it stays in the journal and in ``{trigger.*}``).
-        out: dict[str, Any] = {"type": self.type, "key": self.key}
-        for name, value in self.params.items():
-            if name != "type" and name != "key":
-                out[name] = value
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from checkpointd.config.models import (
     ParquetSource,
 )
 from checkpointd.errors import DataSourceError
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 __all__ = ["describe_source", "fill_placeholders", "load_frame"]
 

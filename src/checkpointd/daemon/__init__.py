@@ -1,11 +1,10 @@
-"""The daemon and the runner it is built on.
+"""The daemon: the process that wires the layers below and exposes them.
 
-``runner`` (:class:`AsyncCheckpointRunner`), ``workerpool``
-(:class:`CheckpointPool`), ``pool`` (:func:`run_checkpoints_parallel`),
-``runs`` (:func:`run_checkpoint_async`), ``store`` (the SQLite journal and
-history), ``app`` (:class:`Daemon`: triggers, runner, store, HTTP and metrics
-wired together). Names are imported on first use, so importing one of these
-modules does not import all the others.
+``app`` (:class:`Daemon`: triggers, runner, store, HTTP and metrics wired
+together), ``control`` (reload and status), ``http`` (the API), ``metrics``
+(Prometheus), ``sdnotify``, ``looplag``, ``main`` (``checkpointd run``). The
+runner names are re-exported from :mod:`checkpointd.runtime` for older imports.
+Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -16,13 +15,13 @@ from checkpointd._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from checkpointd.daemon.app import Daemon
-    from checkpointd.daemon.pool import run_checkpoints_parallel
-    from checkpointd.daemon.runner import AsyncCheckpointRunner
-    from checkpointd.daemon.runner_config import AsyncRunnerConfig
-    from checkpointd.daemon.runs import run_checkpoint_async
-    from checkpointd.daemon.stats import RunnerStats
-    from checkpointd.daemon.store import Store
-    from checkpointd.daemon.workerpool import CheckpointPool
+    from checkpointd.runtime.config import AsyncRunnerConfig
+    from checkpointd.runtime.parallel import run_checkpoints_parallel
+    from checkpointd.runtime.pool import CheckpointPool
+    from checkpointd.runtime.runner import AsyncCheckpointRunner
+    from checkpointd.runtime.runs import run_checkpoint_async
+    from checkpointd.runtime.stats import RunnerStats
+    from checkpointd.store.sqlite.store import Store
 
 __all__ = [
     "AsyncCheckpointRunner",
@@ -37,13 +36,13 @@ __all__ = [
 
 _LAZY: dict[str, str] = {
     "Daemon": "checkpointd.daemon.app",
-    "run_checkpoints_parallel": "checkpointd.daemon.pool",
-    "AsyncCheckpointRunner": "checkpointd.daemon.runner",
-    "AsyncRunnerConfig": "checkpointd.daemon.runner_config",
-    "run_checkpoint_async": "checkpointd.daemon.runs",
-    "RunnerStats": "checkpointd.daemon.stats",
-    "Store": "checkpointd.daemon.store",
-    "CheckpointPool": "checkpointd.daemon.workerpool",
+    "run_checkpoints_parallel": "checkpointd.runtime.parallel",
+    "AsyncCheckpointRunner": "checkpointd.runtime.runner",
+    "AsyncRunnerConfig": "checkpointd.runtime.config",
+    "run_checkpoint_async": "checkpointd.runtime.runs",
+    "RunnerStats": "checkpointd.runtime.stats",
+    "Store": "checkpointd.store.sqlite.store",
+    "CheckpointPool": "checkpointd.runtime.pool",
 }
 
 

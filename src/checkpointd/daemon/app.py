@@ -26,19 +26,19 @@ from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import CheckpointConfig, Config, RetentionConfig
 from checkpointd.daemon.control import DaemonControl
-from checkpointd.daemon.executor import RunExecutor
-from checkpointd.daemon.guarded import GuardedCheckpoint, OverlapGate
 from checkpointd.daemon.http import HttpServer, build_app
 from checkpointd.daemon.looplag import LoopLagMonitor
 from checkpointd.daemon.metrics import Metrics
-from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.daemon.sdnotify import SdNotifier
-from checkpointd.daemon.store import Store
-from checkpointd.daemon.store_model import JournalEntry, RetentionReport
-from checkpointd.daemon.triggerset import TriggerSet, build_sources
 from checkpointd.errors import CheckpointdError, RunnerError
+from checkpointd.events import TriggerEvent
 from checkpointd.protocols import TriggerSource
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.runtime.executor import RunExecutor
+from checkpointd.runtime.overlap import GuardedCheckpoint, OverlapGate
+from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
+from checkpointd.runtime.triggerset import TriggerSet, build_sources
+from checkpointd.store.model import JournalEntry, RetentionReport
+from checkpointd.store.sqlite.store import Store
 from checkpointd.triggers.kafka import KafkaHub
 
 log = structlog.get_logger("checkpointd.daemon")

@@ -27,16 +27,16 @@ from checkpointd.checkpoints.result import CheckpointResult, format_timestamp
 from checkpointd.config import Config, diff_configs, load_config
 from checkpointd.config.diff import ConfigDiff
 from checkpointd.daemon.http import ServiceUnavailable, is_loopback
-from checkpointd.daemon.logging import configure_logging
-from checkpointd.daemon.runner_config import AsyncRunnerConfig
 from checkpointd.errors import CheckpointdError, ConfigError
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
+from checkpointd.logs import configure_logging
 from checkpointd.protocols import TriggerSource
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.runtime.config import AsyncRunnerConfig
 
 if TYPE_CHECKING:
     from checkpointd.daemon.app import Daemon
-    from checkpointd.daemon.guarded import GuardedCheckpoint
+    from checkpointd.runtime.overlap import GuardedCheckpoint
 
 log = structlog.get_logger("checkpointd.control")
 

@@ -13,7 +13,7 @@ import structlog
 
 from checkpointd.config.models import Config
 from checkpointd.daemon.http import is_loopback
-from checkpointd.daemon.logging import configure_logging
+from checkpointd.logs import configure_logging
 
 EXIT_USAGE = 2
 

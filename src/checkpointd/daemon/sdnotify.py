@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from checkpointd.daemon.logging import get_logger
+from checkpointd.logs import get_logger
 
 _log = get_logger(component="sdnotify")
 

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 from checkpointd._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from checkpointd.events import TriggerEvent
     from checkpointd.triggers.base import AsyncBaseTrigger, AsyncTrigger
-    from checkpointd.triggers.event import TriggerEvent
 
 __all__ = ["AsyncBaseTrigger", "AsyncTrigger", "TriggerEvent"]
 
 _LAZY: dict[str, str] = {
     "AsyncBaseTrigger": "checkpointd.triggers.base",
     "AsyncTrigger": "checkpointd.triggers.base",
-    "TriggerEvent": "checkpointd.triggers.event",
+    "TriggerEvent": "checkpointd.events",
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 __all__ = ["AsyncBaseTrigger", "AsyncTrigger"]
 

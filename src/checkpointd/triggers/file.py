@@ -32,8 +32,8 @@ import structlog
 
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import FileTrigger
+from checkpointd.events import TriggerEvent
 from checkpointd.protocols import Emit, StateStore
-from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.filescan import (
     Decision,
     Entry,

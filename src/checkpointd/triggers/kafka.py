@@ -49,13 +49,13 @@ from prometheus_client import CollectorRegistry
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import KafkaConfig
-from checkpointd.daemon.kafka_metrics import KafkaMetrics
 from checkpointd.triggers.kafka_decode import Rejected
 from checkpointd.triggers.kafka_dispatch import TP, Dispatcher, KafkaMessage, Route
 from checkpointd.triggers.kafka_filter import Subscription, subscription
 from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause, poll_timeout_ms
 from checkpointd.triggers.kafka_journal import JournalLookup, StoreJournalLookup
 from checkpointd.triggers.kafka_logs import quiet_aiokafka_repeats
+from checkpointd.triggers.kafka_metrics import KafkaMetrics
 from checkpointd.triggers.kafka_source import KafkaSource
 
 # aiokafka (~3 MiB of RSS) is imported where it is used, all of it once a route is

@@ -32,9 +32,8 @@ import structlog
 
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.daemon.kafka_metrics import KafkaMetrics
+from checkpointd.events import TriggerEvent
 from checkpointd.protocols import Emit
-from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.kafka_batch import Batch, BatchBuffer
 from checkpointd.triggers.kafka_decode import (
     Rejected,
@@ -47,6 +46,7 @@ from checkpointd.triggers.kafka_decode import (
 )
 from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
 from checkpointd.triggers.kafka_journal import JournalLookup
+from checkpointd.triggers.kafka_metrics import KafkaMetrics
 from checkpointd.triggers.kafka_offsets import OffsetTracker, PartitionOffsets
 
 __all__ = ["TRIGGER_TYPE", "Dispatcher", "KafkaMessage", "Route"]

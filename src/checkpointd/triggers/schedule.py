@@ -64,6 +64,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import ScheduleTrigger
+from checkpointd.events import TriggerEvent
 from checkpointd.protocols import Emit, StateStore
 from checkpointd.triggers.catchup import (
     CatchUpPolicy,
@@ -72,7 +73,6 @@ from checkpointd.triggers.catchup import (
     missed_fire_times,
     plan_wake,
 )
-from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.schedule_state import SavedState, StateEncoder, decode_state
 from checkpointd.triggers.schedule_wheel import ScheduleWheel
 

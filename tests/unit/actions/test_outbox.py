@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from checkpointd.actions import outbox
+from checkpointd.actions.outbox import Candidate
 from checkpointd.actions.plan import ActionSpec, action_specs, plan
 from checkpointd.actions.service import ActionService
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import FrozenClock
 from checkpointd.config.models import Config
-from checkpointd.daemon import outbox
-from checkpointd.daemon.outbox import Candidate
-from checkpointd.daemon.store import Store
 from checkpointd.errors import StoreError
+from checkpointd.store.sqlite.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

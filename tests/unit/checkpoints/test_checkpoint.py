@@ -25,7 +25,7 @@ from checkpointd.checkpoints import checkpoint as checkpoint_module
 from checkpointd.checkpoints.checkpoint import Checkpoint
 from checkpointd.checkpoints.result import Status
 from checkpointd.clock import FrozenClock
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from checkpointd.checkpoints.result import CheckpointResult, Status, TriggerInfo
+from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.events import TriggerInfo
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

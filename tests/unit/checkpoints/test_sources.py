@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from checkpointd.checkpoints.sources import describe_source, fill_placeholders, load_frame
 from checkpointd.config.models import CsvSource, DataSourceConfig, ParquetSource
 from checkpointd.errors import DataSourceError
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 from .conftest import orders_frame
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.events import TriggerEvent
 from checkpointd.triggers.base import AsyncBaseTrigger
-from checkpointd.triggers.event import TriggerEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

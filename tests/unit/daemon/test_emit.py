@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from checkpointd.config.loader import parse_config
 from checkpointd.daemon.app import Daemon
 from checkpointd.errors import RunnerError
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 CONFIG = """
 daemon: {state_dir: ./state}

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.config.models import CheckpointConfig
-from checkpointd.daemon.guarded import GuardedCheckpoint, is_catch_up, reads_event_data
 from checkpointd.daemon.metrics import Metrics
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
+from checkpointd.runtime.overlap import GuardedCheckpoint, is_catch_up, reads_event_data
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIXED = {"type": "csv", "path": "data/orders.csv"}

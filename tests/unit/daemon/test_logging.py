@@ -13,7 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from checkpointd.daemon.logging import (
+from checkpointd.logs import (
     REDACTED,
     bind_run,
     configure_logging,

@@ -8,8 +8,12 @@ import pytest
 
 from checkpointd.actions.strategies import AsyncExecutionContext
 from checkpointd.checkpoints.result import CheckpointResult, Status
-from checkpointd.daemon.pool import CheckpointPool, run_checkpoint_async, run_checkpoints_parallel
 from checkpointd.errors import RunnerError
+from checkpointd.runtime.parallel import (
+    CheckpointPool,
+    run_checkpoint_async,
+    run_checkpoints_parallel,
+)
 from tests.unit.daemon.runner_doubles import Concurrency, FakeCheckpoint, event, wait_until
 
 # ---------------------------------------------------------------- submitting and results

@@ -11,8 +11,8 @@ import pytest
 from checkpointd.checkpoints.result import Status
 from checkpointd.clock import FrozenClock
 from checkpointd.config.models import DaemonConfig
-from checkpointd.daemon.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.errors import RunnerError
+from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.triggers.base import AsyncTrigger
 from tests.unit.daemon.runner_doubles import (
     T0,

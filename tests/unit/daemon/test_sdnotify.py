@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 from structlog.testing import capture_logs
 
-from checkpointd.daemon.logging import reset_logging
 from checkpointd.daemon.sdnotify import SdNotifier
+from checkpointd.logs import reset_logging
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,12 @@ import os
 
 import pytest
 
-from checkpointd.daemon.statelock import (
+from checkpointd.errors import StateDirInUseError, StoreError
+from checkpointd.store.statelock import (
     LOCK_FILE_NAME,
     acquire_state_dir,
     read_lock_holder,
 )
-from checkpointd.errors import StateDirInUseError, StoreError
 
 
 def test_acquiring_creates_the_dir_and_records_our_pid(tmp_path):

@@ -21,14 +21,14 @@ from checkpointd.checkpoints.result import (
 )
 from checkpointd.clock import FrozenClock
 from checkpointd.config.models import RetentionConfig
-from checkpointd.daemon.schema import LATEST_VERSION, Migration, current_version, migrate
-from checkpointd.daemon.statelock import acquire_state_dir
-from checkpointd.daemon.store import DB_FILE_NAME, Store
-from checkpointd.daemon.store_model import JournalEntry, RetentionReport
 from checkpointd.errors import StateDirInUseError, StoreError
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
 from checkpointd.protocols import RunJournal
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.store.model import JournalEntry, RetentionReport
+from checkpointd.store.sqlite.schema import LATEST_VERSION, Migration, current_version, migrate
+from checkpointd.store.sqlite.store import DB_FILE_NAME, Store
+from checkpointd.store.statelock import acquire_state_dir
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -614,8 +614,8 @@ async def test_a_run_cancelled_by_a_drain_is_journaled_interrupted_so_the_next_s
     from datetime import UTC, datetime
 
     from checkpointd.checkpoints.result import CheckpointResult, Status
-    from checkpointd.daemon.store import Store
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
+    from checkpointd.store.sqlite.store import Store
 
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     event = TriggerEvent(type="file", key="file:/in/a.csv:10:1", fired_at=now, checkpoint="cp")

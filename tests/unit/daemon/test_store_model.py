@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkpointd.checkpoints.result import CheckpointResult, Status, TriggerInfo, ValidatorResult
-from checkpointd.daemon import store_model
-from checkpointd.daemon.store_model import db_time, dump_json, parse_db_time, result_json
+from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
+from checkpointd.events import TriggerInfo
+from checkpointd.store import model as store_model
+from checkpointd.store.model import db_time, dump_json, parse_db_time, result_json
 
 # ---------------------------------------------------------------- timestamps
 

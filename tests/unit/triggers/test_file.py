@@ -21,8 +21,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from checkpointd.config.models import FileTrigger
+from checkpointd.events import TriggerEvent
 from checkpointd.protocols import TriggerSource
-from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.file import FileSource, move_file, scan_directories
 from checkpointd.triggers.filescan import Rules
 

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from checkpointd.config.models import KafkaFilter
-from checkpointd.daemon.kafka_metrics import KafkaMetrics
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 from checkpointd.triggers.kafka_decode import Rejected
 from checkpointd.triggers.kafka_dispatch import Dispatcher, KafkaMessage, Route
 from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
+from checkpointd.triggers.kafka_metrics import KafkaMetrics
 
 TOPIC = "orders"
 TP = (TOPIC, 0)

@@ -21,8 +21,8 @@ from structlog.testing import capture_logs
 
 from checkpointd.clock import FrozenClock, SystemClock
 from checkpointd.config.models import ScheduleTrigger
+from checkpointd.events import TriggerEvent
 from checkpointd.triggers.catchup import fire_key, format_fire_time
-from checkpointd.triggers.event import TriggerEvent
 from checkpointd.triggers.schedule import (
     STATE_NAMESPACE,
     ScheduleSource,

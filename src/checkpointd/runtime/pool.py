@@ -1,6 +1,6 @@
 """CheckpointPool: a fixed set of workers that run checkpoints, with bounded waiting.
 
-Import it from ``checkpointd.daemon.pool``.
+Import it from ``checkpointd.runtime.parallel``.
 
 ::
 
@@ -30,11 +30,11 @@ from typing import Any, Protocol, Self
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.daemon.logging import get_logger
-from checkpointd.daemon.runs import ResultItem, outcome_result, run_guarded
 from checkpointd.errors import RunnerError
+from checkpointd.events import TriggerEvent
+from checkpointd.logs import get_logger
 from checkpointd.protocols import RunnableCheckpoint
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.runtime.runs import ResultItem, outcome_result, run_guarded
 
 __all__ = ["CheckpointPool", "ResultQueue"]
 

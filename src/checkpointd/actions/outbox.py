@@ -38,8 +38,8 @@ from checkpointd.actions.channel import Delivery, NotificationKind
 from checkpointd.actions.notify import is_verdict
 from checkpointd.actions.plan import ActionSpec, plan
 from checkpointd.checkpoints.result import CheckpointResult, Status
-from checkpointd.daemon.store_model import db_time, dump_json, parse_db_time
 from checkpointd.ids import uuid7
+from checkpointd.store.model import db_time, dump_json, parse_db_time
 
 __all__ = [
     "LAST_STATUS_NAMESPACE",

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.events import TriggerEvent
 
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult, ValidatorResult

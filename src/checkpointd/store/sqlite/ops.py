@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import aiosqlite
 
 from checkpointd.checkpoints.result import Status
-from checkpointd.daemon.store_model import RetentionReport, db_time, result_json
+from checkpointd.store.model import RetentionReport, db_time, result_json
 
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult
-    from checkpointd.triggers.event import TriggerEvent
+    from checkpointd.events import TriggerEvent
 
 TransactionHook = Callable[[aiosqlite.Connection], Awaitable[Any]]
 """Async code that adds rows inside the writer's open transaction.

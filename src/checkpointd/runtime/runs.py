@@ -14,9 +14,9 @@ from datetime import datetime
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
 from checkpointd.protocols import RunnableCheckpoint
-from checkpointd.triggers.event import TriggerEvent
 
 __all__ = ["ResultItem", "outcome_result", "run_checkpoint_async", "run_guarded"]
 

@@ -16,7 +16,8 @@ from typing import Any
 import aiosqlite
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
-from checkpointd.daemon.store_model import (
+from checkpointd.errors import StoreError
+from checkpointd.store.model import (
     JOURNAL_COLUMNS,
     JOURNAL_STATES,
     JournalEntry,
@@ -24,7 +25,6 @@ from checkpointd.daemon.store_model import (
     db_time,
     entry_from_row,
 )
-from checkpointd.errors import StoreError
 
 _NEWEST_FIRST = "ORDER BY started_at DESC, seq DESC"
 

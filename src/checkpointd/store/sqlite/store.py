@@ -36,10 +36,9 @@ import structlog
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.daemon import store_queries as queries
-from checkpointd.daemon.schema import migrate
-from checkpointd.daemon.statelock import StateDirLock, acquire_state_dir
-from checkpointd.daemon.store_model import (
+from checkpointd.errors import StoreError
+from checkpointd.events import TriggerEvent
+from checkpointd.store.model import (
     UNFINISHED_STATES,
     JournalEntry,
     JournalState,
@@ -47,7 +46,8 @@ from checkpointd.daemon.store_model import (
     db_time,
     dump_json,
 )
-from checkpointd.daemon.store_ops import (
+from checkpointd.store.sqlite import queries
+from checkpointd.store.sqlite.ops import (
     AcceptOp,
     CallOp,
     MarkOp,
@@ -58,9 +58,9 @@ from checkpointd.daemon.store_ops import (
     SetStateOp,
     TransactionHook,
 )
-from checkpointd.daemon.store_writer import StoreWriter, WriterStats
-from checkpointd.errors import StoreError
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.store.sqlite.schema import migrate
+from checkpointd.store.sqlite.writer import StoreWriter, WriterStats
+from checkpointd.store.statelock import StateDirLock, acquire_state_dir
 
 if TYPE_CHECKING:
     from checkpointd.config.models import RetentionConfig

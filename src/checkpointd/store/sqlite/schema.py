@@ -21,8 +21,8 @@ from datetime import datetime
 
 import aiosqlite
 
-from checkpointd.daemon.store_model import db_time
 from checkpointd.errors import StoreError
+from checkpointd.store.model import db_time
 
 
 @dataclass(frozen=True, slots=True)

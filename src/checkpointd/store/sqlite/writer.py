@@ -1,6 +1,6 @@
 """The store's one writer: group commit through a single coroutine.
 
-Every write is a :class:`~checkpointd.daemon.store_ops.WriteOp` put on a
+Every write is a :class:`~checkpointd.store.sqlite.ops.WriteOp` put on a
 bounded queue. One coroutine takes everything waiting (up to ``max_batch``
 ops), applies it in one ``BEGIN IMMEDIATE`` transaction and only then
 resolves each caller's future, so an ``await`` that returns means the row is
@@ -37,8 +37,8 @@ from typing import Any, cast
 import aiosqlite
 import structlog
 
-from checkpointd.daemon.store_ops import WriteOp
 from checkpointd.errors import StoreError
+from checkpointd.store.sqlite.ops import WriteOp
 
 _log = structlog.get_logger("checkpointd.store")
 

@@ -40,17 +40,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
+from checkpointd.actions import outbox
 from checkpointd.actions.breaker import CircuitBreaker
 from checkpointd.actions.channel import Channel, DeliveryOutcome
 from checkpointd.actions.metrics import ActionMetrics
+from checkpointd.actions.outbox import OutboxEntry
 from checkpointd.actions.retry import retry_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import BackoffConfig, DaemonActionsConfig
-from checkpointd.daemon import outbox
-from checkpointd.daemon.logging import get_logger
-from checkpointd.daemon.outbox import OutboxEntry
-from checkpointd.daemon.store import Store
 from checkpointd.errors import CheckpointdError, DeliveryError
+from checkpointd.logs import get_logger
+from checkpointd.store.sqlite.store import Store
 
 __all__ = ["Dispatcher", "Resolve", "Route"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from checkpointd.daemon.metrics import NAMESPACE
+from checkpointd.metrics_base import NAMESPACE
 
 __all__ = ["REJECT_REASONS", "KafkaMetrics"]
 

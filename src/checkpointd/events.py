@@ -1,4 +1,5 @@
-"""TriggerEvent: what every trigger turns the outside world into."""
+"""TriggerEvent, what every trigger turns the outside world into, and TriggerInfo, what a
+result keeps of it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from checkpointd.checkpoints.result import TriggerInfo
+
+@dataclass(frozen=True, slots=True)
+class TriggerInfo:
+    """Which trigger caused a run: its type, idempotency key and the values it handed over."""
+
+    type: str
+    key: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        # ``type`` and ``key`` say what fired and its idempotency key; a param of the same
+        # name (a Kafka message's own key, a JSON field called "type") must not pass for
+        # them, so it is left out here (it stays in the journal and in ``{trigger.*}``).
+        out: dict[str, Any] = {"type": self.type, "key": self.key}
+        for name, value in self.params.items():
+            if name != "type" and name != "key":
+                out[name] = value
+        return out
 
 
 @dataclass(frozen=True, slots=True)

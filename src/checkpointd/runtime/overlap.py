@@ -35,10 +35,10 @@ from checkpointd.checkpoints.checkpoint import Checkpoint
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import DataSourceConfig, KafkaBatchSource
-from checkpointd.daemon.logging import bind_run
-from checkpointd.daemon.metrics import Metrics
+from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.triggers.event import TriggerEvent
+from checkpointd.logs import bind_run
+from checkpointd.protocols import RunMetrics
 
 _PLACEHOLDER = re.compile(r"\{trigger\.[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -81,7 +81,7 @@ class GuardedCheckpoint:
         self,
         checkpoint: Checkpoint,
         *,
-        metrics: Metrics,
+        metrics: RunMetrics,
         clock: Clock = SYSTEM_CLOCK,
         on_start: Callable[[TriggerEvent | None], None] | None = None,
         gate: OverlapGate | None = None,

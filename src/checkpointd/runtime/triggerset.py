@@ -23,9 +23,8 @@ from checkpointd.config.models import (
     KafkaTrigger,
     ScheduleTrigger,
 )
-from checkpointd.daemon.metrics import Metrics
 from checkpointd.errors import ConfigError, ConfigIssue
-from checkpointd.protocols import Emit, StateStore, TriggerSource
+from checkpointd.protocols import Emit, RunMetrics, StateStore, TriggerSource
 from checkpointd.triggers.file import FileSource
 from checkpointd.triggers.kafka_source import KafkaSource
 from checkpointd.triggers.schedule import ScheduleSource
@@ -52,7 +51,7 @@ def build_sources(
     checkpoint: CheckpointConfig,
     *,
     state: StateStore,
-    metrics: Metrics,
+    metrics: RunMetrics,
     clock: Clock = SYSTEM_CLOCK,
     extra: Iterable[SourceFactory] = (),
     kafka: KafkaHub | None = None,

@@ -16,9 +16,9 @@ from typing import Any
 from checkpointd.actions.strategies import AsyncExecutionContext
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.daemon.runs import outcome_result, run_checkpoint_async
-from checkpointd.daemon.workerpool import CheckpointPool, ResultQueue
 from checkpointd.protocols import RunnableCheckpoint
+from checkpointd.runtime.pool import CheckpointPool, ResultQueue
+from checkpointd.runtime.runs import outcome_result, run_checkpoint_async
 
 __all__ = [
     "CheckpointPool",

@@ -27,9 +27,9 @@ from typing import Self
 
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.checkpoints.result import CheckpointResult
-from checkpointd.daemon.logging import get_logger
-from checkpointd.daemon.runs import ResultItem
+from checkpointd.logs import get_logger
 from checkpointd.protocols import ResultSink, RunJournal
+from checkpointd.runtime.runs import ResultItem
 
 __all__ = ["ResultFeed", "ResultRouter", "ResultStream"]
 

@@ -31,16 +31,16 @@ from typing import Self
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
-from checkpointd.daemon.logging import get_logger
-from checkpointd.daemon.pool import CheckpointPool
-from checkpointd.daemon.results import ResultRouter, ResultStream
-from checkpointd.daemon.runner_config import AsyncRunnerConfig
-from checkpointd.daemon.runs import ResultItem, outcome_result
-from checkpointd.daemon.stats import RunnerStats
 from checkpointd.errors import RunnerError
+from checkpointd.events import TriggerEvent
+from checkpointd.logs import get_logger
 from checkpointd.protocols import ResultSink, RunJournal, RunnableCheckpoint
+from checkpointd.runtime.config import AsyncRunnerConfig
+from checkpointd.runtime.parallel import CheckpointPool
+from checkpointd.runtime.results import ResultRouter, ResultStream
+from checkpointd.runtime.runs import ResultItem, outcome_result
+from checkpointd.runtime.stats import RunnerStats
 from checkpointd.triggers.base import AsyncTrigger
-from checkpointd.triggers.event import TriggerEvent
 
 __all__ = ["AsyncCheckpointRunner", "AsyncRunnerConfig", "RunnerStats"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiosqlite
 
 from checkpointd.checkpoints.result import CheckpointResult
-from checkpointd.daemon import store_queries
-from checkpointd.daemon.store import DB_FILE_NAME
+from checkpointd.store.sqlite import queries as store_queries
+from checkpointd.store.sqlite.store import DB_FILE_NAME
 
 
 def read_history(
