@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
+from checkpointd.cli.render import render_history, render_result, table
 from checkpointd.events import TriggerInfo
-from checkpointd.render import render_history, render_result, table
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

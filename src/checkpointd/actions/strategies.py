@@ -32,6 +32,7 @@ from checkpointd.actions.base import (
     adapt_to_async,
 )
 from checkpointd.checkpoints.result import CheckpointResult
+from checkpointd.config.syntax import check_pipeline_stages
 
 __all__ = [
     "AsyncExecutionContext",
@@ -291,18 +292,7 @@ class PipelineStrategy:
 
     def check(self, action_count: int) -> None:
         """Raise ValueError unless the stages name each of ``action_count`` actions once."""
-        named = {index for stage in self.stages for index in stage}
-        beyond = sorted(i for i in named if i >= action_count)
-        if beyond:
-            raise ValueError(
-                f"pipeline stages name action {beyond[0]}, but there are only "
-                f"{action_count} actions (indices 0..{action_count - 1})"
-            )
-        missing = sorted(set(range(action_count)) - named)
-        if missing:
-            raise ValueError(
-                f"action {missing[0]} is in no pipeline stage; list every action index once"
-            )
+        check_pipeline_stages(self.stages, action_count)
 
     def stages_for(self, action_count: int) -> tuple[int, ...]:
         """The delivery stage of each action (the daemon's outbox order): its stage number."""

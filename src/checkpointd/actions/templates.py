@@ -26,6 +26,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from checkpointd.actions.channel import Delivery
+from checkpointd.config.syntax import check_template_syntax
 from checkpointd.errors import DeliveryError
 
 __all__ = ["MAX_OUTPUT", "Template", "compile_template", "template_context"]
@@ -62,10 +63,8 @@ class Template:
 
 def compile_template(source: str) -> Template:
     """Compile ``source``; raises ValueError naming the line of a syntax error."""
-    try:
-        return Template(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ValueError(f"invalid template (line {exc.lineno}): {exc.message}") from None
+    check_template_syntax(source)
+    return Template(source)
 
 
 def template_context(delivery: Delivery, base_url: str | None = None) -> dict[str, Any]:

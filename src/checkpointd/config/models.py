@@ -333,11 +333,11 @@ class ScheduleTrigger(Model):
         if self.interval is not None and self.interval.total_seconds() <= 0:
             raise ValueError("interval must be greater than 0")
         if self.cron is not None or self.at is not None:
-            # The schedule module owns the date arithmetic (and the only APScheduler import);
-            # compiling here turns a bad cron field or `at` into an error with its path.
+            # Compiling here turns a bad cron field or `at` into an error with its path
+            # (config.cron holds the only APScheduler import, loaded on first use).
             from datetime import UTC, datetime
 
-            from checkpointd.triggers.schedule import compile_schedule
+            from checkpointd.config.cron import compile_schedule
 
             compile_schedule(self, anchor=datetime.now(UTC))
         return self
@@ -469,11 +469,11 @@ NotifyOn = Literal[
 
 
 def _check_template(value: str | None) -> str | None:
-    """A message template must compile (the actions module owns the Jinja2 import)."""
+    """A message template must parse (Jinja2, loaded on first use)."""
     if value is not None:
-        from checkpointd.actions.templates import compile_template
+        from checkpointd.config.syntax import check_template_syntax
 
-        compile_template(value)
+        check_template_syntax(value)
     return value
 
 
@@ -554,11 +554,11 @@ class ActionsConfig(Model):
                     )
                 seen.add(action.name)
         if self.strategy == "pipeline":
-            from checkpointd.actions.strategies import PipelineStrategy
+            from checkpointd.config.syntax import check_pipeline_stages
 
             if self.stages is None:
                 raise ValueError("strategy 'pipeline' needs `stages`, e.g. [[0, 1], [2]]")
-            PipelineStrategy(self.stages).check(len(self.items))
+            check_pipeline_stages(self.stages, len(self.items))
         elif self.stages is not None:
             raise ValueError(f"`stages` only applies to strategy 'pipeline', not {self.strategy!r}")
         return self

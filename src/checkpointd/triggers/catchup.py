@@ -35,16 +35,14 @@ windows, and *estimates* how many fire times the gap held.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from checkpointd.config.cron import NextFire
+
 CatchUpPolicy = Literal["none", "latest", "all"]
 """What to do with fire times that were missed (``CheckpointConfig.catch_up``)."""
-
-NextFire = Callable[[datetime], datetime | None]
-"""``next_fire(after)``: the first fire time strictly after ``after``, or None when done."""
 
 WALK_LIMIT = 128
 """Fire times walked one by one before switching to the backwards search (a cron step is

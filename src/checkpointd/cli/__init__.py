@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from checkpointd.checkpoints.result import Status
-from checkpointd.cli_actions import add_actions, add_deliveries
+from checkpointd.cli.actions import add_actions, add_deliveries
+from checkpointd.cli.render import render_history, render_result
 from checkpointd.errors import CheckpointdError, ConfigError, StateDirInUseError
 from checkpointd.progress import Progress
-from checkpointd.render import render_history, render_result
 
 if TYPE_CHECKING:
     from checkpointd.checkpoints.result import CheckpointResult

@@ -142,7 +142,7 @@ async def read_deliveries(
 
 def render_deliveries(entries: list[OutboxEntry], counts: dict[str, int]) -> str:
     """A table of deliveries and a line of counts."""
-    from checkpointd.render import table
+    from checkpointd.cli.render import table
 
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in _DELIVERY_STATUSES)
     if not entries:
