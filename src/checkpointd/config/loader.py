@@ -2,7 +2,8 @@
 
 The steps, in order:
 
-1. read the file (UTF-8) and parse the YAML, keeping the line of every key;
+1. read the file (UTF-8) and parse the YAML, keeping the line of every key
+   (see :mod:`checkpointd.config.yaml_reader`);
 2. interpolate ``${VAR}`` / ``${VAR:-default}`` / ``$$`` in string values
    (see :mod:`checkpointd.config.interpolate`);
 3. apply the environment overrides below;
@@ -49,26 +50,37 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from checkpointd.config.errors_format import (
-    FieldProblem,
-    Masked,
-    describe_errors,
-    format_path,
-)
+from checkpointd.config.errors_format import FieldProblem, Masked, describe_errors
 from checkpointd.config.interpolate import DataPath, interpolate_tree
 from checkpointd.config.models import Config
+from checkpointd.config.yaml_reader import (
+    LibyamlLoader,
+    ParseRun,
+    YamlLoader,
+    as_mapping,
+    compose,
+    libyaml_reads_alike,
+    reader_issue,
+    whole_file_error,
+    yaml_issue,
+)
 from checkpointd.errors import ConfigError, ConfigIssue
+
+# The parsers are looked up under these names each time a file is read, so a test can
+# count or swap them; and it composes a document with the loader's own ``_compose``.
+_YamlLoader: type[yaml.SafeLoader] = YamlLoader
+_LibyamlLoader: type[yaml.CSafeLoader] | None = LibyamlLoader
+_Run = ParseRun
+_compose = compose
 
 ENV_OVERRIDES: Mapping[str, DataPath] = {
     "CHECKPOINTD_HTTP_LISTEN": ("daemon", "http", "listen"),
@@ -97,15 +109,17 @@ def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Co
     try:
         text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise _whole_file(label, f"file not found (current directory: {Path.cwd()})") from None
+        raise whole_file_error(label, f"file not found (current directory: {Path.cwd()})") from None
     except IsADirectoryError:
-        raise _whole_file(label, "is a directory; expected a YAML config file") from None
+        raise whole_file_error(label, "is a directory; expected a YAML config file") from None
     except PermissionError:
-        raise _whole_file(label, "cannot be read: permission denied") from None
+        raise whole_file_error(label, "cannot be read: permission denied") from None
     except UnicodeDecodeError as exc:
-        raise _whole_file(label, f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+        raise whole_file_error(
+            label, f"is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
     except OSError as exc:
-        raise _whole_file(label, f"cannot be read: {exc.strerror or exc}") from None
+        raise whole_file_error(label, f"cannot be read: {exc.strerror or exc}") from None
     absolute = file.absolute()
     return _parse(text, label, absolute.parent, os.environ if env is None else env, absolute)
 
@@ -145,38 +159,6 @@ def summarize(config: Config, *, source: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------- the steps
-
-
-@dataclass
-class _Run:
-    """What one parse has learned so far: the file's lines and the issues found."""
-
-    label: str
-    lines: dict[DataPath, int] = field(default_factory=dict)
-    issues: list[ConfigIssue] = field(default_factory=list)
-    overridden: dict[DataPath, str] = field(default_factory=dict)
-
-    def add(self, path: DataPath, message: str) -> None:
-        env_name = self._override_for(path)
-        if env_name is not None:
-            message = f"{message} (set by environment variable {env_name})"
-            line = None
-        else:
-            line = self._line(path)
-        self.issues.append(ConfigIssue(self.label, format_path(path), message, line))
-
-    def _line(self, path: DataPath) -> int | None:
-        keyed = tuple(p if isinstance(p, int) else str(p) for p in path)
-        for end in range(len(keyed), 0, -1):
-            if keyed[:end] in self.lines:
-                return self.lines[keyed[:end]]
-        return None
-
-    def _override_for(self, path: DataPath) -> str | None:
-        for target, env_name in self.overridden.items():
-            if path[: len(target)] == target:
-                return env_name
-        return None
 
 
 def _parse(
@@ -265,10 +247,6 @@ def _parse_data(
     return config
 
 
-def _whole_file(label: str, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(label, "", message)])
-
-
 def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda i: (i.line is None, i.line or 0))
 
@@ -278,70 +256,11 @@ def _under_any(problem: FieldProblem, roots: list[DataPath]) -> bool:
     return not problem.at_parent and any(problem.path[: len(r)] == r for r in roots)
 
 
-# ---------------------------------------------------------------- YAML
-
-_INT = re.compile(
-    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
-)
-_FLOAT = re.compile(
-    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
-    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-)
-
-
-_RESOLVERS = {
-    first: [
-        (tag, _INT if tag.endswith(":int") else _FLOAT if tag.endswith(":float") else regexp)
-        for tag, regexp in resolvers
-        if not tag.endswith(":timestamp")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader without base-60 numbers and timestamps (see the module docstring)."""
-
-    yaml_implicit_resolvers = _RESOLVERS
-
-
-_LibyamlLoader: type[yaml.CSafeLoader] | None = None
-"""The same loader on libyaml's parser (resolver and constructor are Python's), if built."""
-
-if yaml.__with_libyaml__:
-
-    class _CYamlLoader(yaml.CSafeLoader):
-        yaml_implicit_resolvers = _RESOLVERS
-
-    _LibyamlLoader = _CYamlLoader
-
-# Where libyaml and the pure parser disagree, the pure one reads the file: characters the
-# pure reader refuses (libyaml refuses a slightly different set), tabs (libyaml accepts
-# ``key:<TAB>value``, the pure parser does not) and the line breaks NEL, LS and PS (one
-# character class, not an alternation: the regex engine scans for a class much faster).
-_PURE_ONLY = re.compile(
-    "[^\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n\r"
-
-
-def _libyaml_reads_alike(text: str) -> bool:
-    """Whether libyaml reads ``text`` as the pure parser would: no character above."""
-    if text.isascii():  # the common case, checked ~10x faster than by the regex
-        return not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
-    return _PURE_ONLY.search(text) is None
-
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_TOP_LEVEL_HINT = "a mapping with the keys daemon, kafka and checkpoints"
-
-
 def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
     """The YAML document as a dict; records key lines in ``run``. Raises for a bad file."""
-    if _LibyamlLoader is not None and _libyaml_reads_alike(text):
+    if _LibyamlLoader is not None and libyaml_reads_alike(text):
         try:
-            return _as_mapping(_compose(_LibyamlLoader(text), run), run)
+            return as_mapping(_compose(_LibyamlLoader(text), run), run)
         except yaml.YAMLError:
             # libyaml words its errors differently (and less helpfully): the pure
             # parser reads the file again and reports the problem as it always has.
@@ -350,125 +269,14 @@ def _read_yaml(text: str, run: _Run) -> dict[str, Any]:
     try:
         loader = _YamlLoader(text)  # checks for characters YAML forbids, before parsing
     except yaml.reader.ReaderError as exc:
-        raise ConfigError([_reader_issue(run.label, text, exc)]) from None
+        raise ConfigError([reader_issue(run.label, text, exc)]) from None
     try:
         data = _compose(loader, run)
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError([_yaml_issue(run.label, exc)]) from None
+        raise ConfigError([yaml_issue(run.label, exc)]) from None
     except yaml.YAMLError as exc:
-        raise _whole_file(run.label, f"invalid YAML: {exc}") from None
-    return _as_mapping(data, run)
-
-
-def _compose(loader: yaml.SafeLoader | yaml.CSafeLoader, run: _Run) -> Any:
-    """The document ``loader`` reads; walks its nodes first (key lines, duplicate keys)."""
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise _whole_file(run.label, f"the file is empty; expected {_TOP_LEVEL_HINT}")
-        walk = _NodeWalk(run)
-        walk.walk(node, ())
-        if walk.recursive:
-            raise ConfigError(run.issues)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _as_mapping(data: Any, run: _Run) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else repr(data)
-        raise ConfigError(
-            [ConfigIssue(run.label, "", f"expected {_TOP_LEVEL_HINT} at the top, found {kind}", 1)]
-        )
-    return data
-
-
-def _reader_issue(label: str, text: str, exc: yaml.reader.ReaderError) -> ConfigIssue:
-    line = text.count("\n", 0, exc.position) + 1
-    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-    char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-    return ConfigIssue(
-        label,
-        "",
-        f"invalid YAML: character U+{char:04X} on line {line}, column {column} is not allowed "
-        "(YAML forbids control characters other than tab and newline); remove it",
-        line,
-    )
-
-
-def _yaml_issue(label: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
-    mark = exc.problem_mark or exc.context_mark
-    parts = []
-    if exc.context:
-        context = exc.context
-        if exc.context_mark is not None and exc.context_mark is not mark:
-            context += f" (started on line {exc.context_mark.line + 1})"
-        parts.append(context)
-    parts.append(exc.problem or "cannot be parsed")
-    message = f"invalid YAML: {', '.join(parts)}"
-    if mark is not None:
-        message += f" at column {mark.column + 1}"
-    if "\\t" in message:
-        message += "; indent with spaces, not tabs"
-    return ConfigIssue(label, "", message, None if mark is None else mark.line + 1)
-
-
-class _NodeWalk:
-    """Record the line of every key, and catch what the YAML loader lets pass.
-
-    PyYAML keeps the last of two equal keys silently, which hides typos in
-    long files; here it is an error. A node reached twice through aliases is
-    walked once (its keys' lines are those of the anchor); a node that
-    contains itself cannot be a config.
-    """
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.seen: set[int] = set()
-        self.open: set[int] = set()
-        self.recursive = False
-
-    def walk(self, node: yaml.Node, path: DataPath) -> None:
-        if id(node) in self.open:
-            self.recursive = True
-            self.run.add(path, "a YAML alias refers to a node that contains it; not supported")
-            return
-        if id(node) in self.seen:
-            return
-        self.seen.add(id(node))
-        self.open.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            self._mapping(node, path)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.run.lines.setdefault((*path, index), item.start_mark.line + 1)
-                if not isinstance(item, yaml.ScalarNode):  # a scalar has no keys: skip the call
-                    self.walk(item, (*path, index))
-        self.open.discard(id(node))
-
-    def _mapping(self, node: yaml.MappingNode, path: DataPath) -> None:
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key, line = key_node.value, key_node.start_mark.line + 1
-            if key in first_line:
-                self.run.lines.setdefault((*path, key), line)
-                self.run.issues.append(
-                    ConfigIssue(
-                        self.run.label,
-                        format_path((*path, key)),
-                        f"duplicate key {key!r} (first on line {first_line[key]}); "
-                        "YAML would silently keep only the last one",
-                        line,
-                    )
-                )
-                continue
-            first_line[key] = line
-            self.run.lines.setdefault((*path, key), line)
-            if not isinstance(value_node, yaml.ScalarNode):
-                self.walk(value_node, (*path, key))
+        raise whole_file_error(run.label, f"invalid YAML: {exc}") from None
+    return as_mapping(data, run)
 
 
 # ---------------------------------------------------------------- overrides and paths
