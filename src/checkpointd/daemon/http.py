@@ -19,24 +19,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.errors import CheckpointdError
+from checkpointd.webauth import Handler, TokenSource, json_error, need_token, token_source
+
+__all__ = [
+    "SHUTDOWN_TIMEOUT",
+    "DaemonApi",
+    "HttpServer",
+    "ReloadOutcome",
+    "ServiceUnavailable",
+    "TokenSource",
+    "build_app",
+    "is_loopback",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RUN_ID = re.compile(r"^[0-9a-fA-F-]{36}$")
 _MAX_LIMIT = 1000
-
-TokenSource = Callable[[], str | None]
-"""Returns the bearer token in force now (None: no token); a reload may change it."""
 
 
 class ServiceUnavailable(CheckpointdError):
@@ -88,103 +95,95 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _constant(token: str | None) -> TokenSource:
-    return lambda: token
+def _checkpoint_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not _NAME.match(name):
+        raise web.HTTPBadRequest(reason=f"invalid checkpoint name {name[:64]!r}")
+    return name
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _runs_query(request: web.Request) -> tuple[str | None, str | None, int]:
+    """(checkpoint, status, limit) from the query string; 400 when one is malformed."""
+    status = request.query.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        allowed = ", ".join(s.value for s in Status)
+        raise web.HTTPBadRequest(reason=f"unknown status {status[:32]!r}; one of {allowed}")
+    raw_limit = request.query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
+        raise web.HTTPBadRequest(reason=f"limit must be an integer from 1 to {_MAX_LIMIT}")
+    checkpoint = request.query.get("checkpoint")
+    if checkpoint is not None and not _NAME.match(checkpoint):
+        raise web.HTTPBadRequest(reason=f"invalid checkpoint name {checkpoint[:64]!r}")
+    return checkpoint, status, int(raw_limit)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def _runs_response(found: list[CheckpointResult]) -> web.Response:
+    return web.json_response({"runs": [r.to_dict() for r in found]})
 
 
-def build_app(
-    api: DaemonApi, *, token: str | TokenSource | None, max_body_bytes: int
-) -> web.Application:
-    """The aiohttp application; separate from serving so tests can use it directly.
+class _DaemonHandlers:
+    """The handlers and the error middleware of ``build_app``, over one ``DaemonApi``."""
 
-    ``token`` is the bearer token, or a function returning the one in force at
-    each request (so a config reload can rotate it).
-    """
-    current_token: TokenSource = token if callable(token) else _constant(token)
+    def __init__(self, api: DaemonApi, max_body_bytes: int) -> None:
+        self._api = api
+        self._max_body_bytes = max_body_bytes
 
     @web.middleware
-    async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def errors_as_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Bound every request body; answer every error as JSON."""
         try:
             if request.method in ("POST", "PUT", "PATCH"):
-                # aiohttp enforces client_max_size only when a handler reads the body, and
-                # most of ours never do: refuse by Content-Length at once, and read (which
-                # raises 413 past the limit) so a chunked body is bounded too.
-                length = request.content_length
-                if length is not None and length > max_body_bytes:
-                    raise web.HTTPRequestEntityTooLarge(max_size=max_body_bytes, actual_size=length)
-                await request.read()
+                await self._read_bounded(request)
             return await handler(request)
         except web.HTTPException as exc:
             if exc.content_type == "application/json":
                 raise
-            message = (
-                exc.reason
-                if exc.status != 413
-                else (f"request body too large; the limit is {max_body_bytes} bytes")
-            )
-            return _error(exc.status, message)
+            return json_error(exc.status, self._reason(exc))
         except ServiceUnavailable as exc:
-            return _error(503, str(exc))
+            return json_error(503, str(exc))
         except CheckpointdError as exc:
-            return _error(500, str(exc))
+            return json_error(500, str(exc))
 
-    def authorized(request: web.Request) -> bool:
-        expected = current_token()
-        if expected is None:
-            return True
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        )
+    async def _read_bounded(self, request: web.Request) -> None:
+        # aiohttp enforces client_max_size only when a handler reads the body, and
+        # most of ours never do: refuse by Content-Length at once, and read (which
+        # raises 413 past the limit) so a chunked body is bounded too.
+        length = request.content_length
+        if length is not None and length > self._max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=self._max_body_bytes, actual_size=length)
+        await request.read()
 
-    def need_token(handler: Handler) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            if not authorized(request):
-                return _error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
-            return await handler(request)
+    def _reason(self, exc: web.HTTPException) -> str:
+        if exc.status == 413:
+            return f"request body too large; the limit is {self._max_body_bytes} bytes"
+        return exc.reason
 
-        return guarded
-
-    async def metrics(request: web.Request) -> web.Response:
-        body, content_type = api.render_metrics()
+    async def metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self._api.render_metrics()
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
 
-    async def healthz(request: web.Request) -> web.Response:
-        ok, detail = api.health()
+    async def healthz(self, request: web.Request) -> web.Response:
+        ok, detail = self._api.health()
         return web.json_response(
             {"status": "ok" if ok else "unhealthy", **detail}, status=200 if ok else 503
         )
 
-    async def readyz(request: web.Request) -> web.Response:
-        ok, detail = api.readiness()
+    async def readyz(self, request: web.Request) -> web.Response:
+        ok, detail = self._api.readiness()
         return web.json_response(
             {"status": "ready" if ok else "not ready", **detail}, status=200 if ok else 503
         )
 
-    async def list_checkpoints(request: web.Request) -> web.Response:
-        return web.json_response({"checkpoints": await api.checkpoints_overview()})
+    async def list_checkpoints(self, request: web.Request) -> web.Response:
+        return web.json_response({"checkpoints": await self._api.checkpoints_overview()})
 
-    def _name(request: web.Request) -> str:
-        name = request.match_info["name"]
-        if not _NAME.match(name):
-            raise web.HTTPBadRequest(reason=f"invalid checkpoint name {name[:64]!r}")
-        return name
-
-    async def run_checkpoint(request: web.Request) -> web.Response:
-        name = _name(request)
-        run_id = await api.trigger_manual(name)
+    async def run_checkpoint(self, request: web.Request) -> web.Response:
+        name = _checkpoint_name(request)
+        run_id = await self._api.trigger_manual(name)
         if run_id is None:
-            return _error(404, f"no checkpoint named {name!r}")
+            return json_error(404, f"no checkpoint named {name!r}")
         return web.json_response(
             {
                 "run_id": run_id,
@@ -195,41 +194,30 @@ def build_app(
             status=202,
         )
 
-    def _query(request: web.Request) -> tuple[str | None, str | None, int]:
-        status = request.query.get("status")
-        if status is not None and status not in {s.value for s in Status}:
-            allowed = ", ".join(s.value for s in Status)
-            raise web.HTTPBadRequest(reason=f"unknown status {status[:32]!r}; one of {allowed}")
-        raw_limit = request.query.get("limit", "50")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_LIMIT:
-            raise web.HTTPBadRequest(reason=f"limit must be an integer from 1 to {_MAX_LIMIT}")
-        checkpoint = request.query.get("checkpoint")
-        if checkpoint is not None and not _NAME.match(checkpoint):
-            raise web.HTTPBadRequest(reason=f"invalid checkpoint name {checkpoint[:64]!r}")
-        return checkpoint, status, int(raw_limit)
+    async def runs(self, request: web.Request) -> web.Response:
+        checkpoint, status, limit = _runs_query(request)
+        return _runs_response(
+            await self._api.list_runs(checkpoint=checkpoint, status=status, limit=limit)
+        )
 
-    async def runs(request: web.Request) -> web.Response:
-        checkpoint, status, limit = _query(request)
-        found = await api.list_runs(checkpoint=checkpoint, status=status, limit=limit)
-        return web.json_response({"runs": [r.to_dict() for r in found]})
+    async def checkpoint_runs(self, request: web.Request) -> web.Response:
+        name = _checkpoint_name(request)
+        _, status, limit = _runs_query(request)
+        return _runs_response(
+            await self._api.list_runs(checkpoint=name, status=status, limit=limit)
+        )
 
-    async def checkpoint_runs(request: web.Request) -> web.Response:
-        name = _name(request)
-        _, status, limit = _query(request)
-        found = await api.list_runs(checkpoint=name, status=status, limit=limit)
-        return web.json_response({"runs": [r.to_dict() for r in found]})
-
-    async def run_by_id(request: web.Request) -> web.Response:
+    async def run_by_id(self, request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
         if not _RUN_ID.match(run_id):
-            return _error(400, "a run id is a UUID such as 0192f0a4-...")
-        result = await api.get_run(run_id)
+            return json_error(400, "a run id is a UUID such as 0192f0a4-...")
+        result = await self._api.get_run(run_id)
         if result is None:
-            return _error(404, f"no run with id {run_id}")
+            return json_error(404, f"no run with id {run_id}")
         return web.json_response(result.to_dict())
 
-    async def reload(request: web.Request) -> web.Response:
-        outcome = await api.reload("http")
+    async def reload(self, request: web.Request) -> web.Response:
+        outcome = await self._api.reload("http")
         body = {
             "result": "success" if outcome.ok else "failure",
             "summary": outcome.summary,
@@ -239,16 +227,30 @@ def build_app(
             body, status=200 if outcome.ok else 400, dumps=lambda o: json.dumps(o, default=str)
         )
 
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_as_json])
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/api/v1/checkpoints", list_checkpoints)
-    app.router.add_get("/api/v1/checkpoints/{name}/runs", checkpoint_runs)
-    app.router.add_post("/api/v1/checkpoints/{name}/runs", need_token(run_checkpoint))
-    app.router.add_get("/api/v1/runs", runs)
-    app.router.add_get("/api/v1/runs/{run_id}", run_by_id)
-    app.router.add_post("/-/reload", need_token(reload))
+
+def build_app(
+    api: DaemonApi, *, token: str | TokenSource | None, max_body_bytes: int
+) -> web.Application:
+    """The aiohttp application; separate from serving so tests can use it directly.
+
+    ``token`` is the bearer token, or a function returning the one in force at
+    each request (so a config reload can rotate it).
+    """
+    current_token = token_source(token)
+    handlers = _DaemonHandlers(api, max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[handlers.errors_as_json])
+    router = app.router
+    router.add_get("/metrics", handlers.metrics)
+    router.add_get("/healthz", handlers.healthz)
+    router.add_get("/readyz", handlers.readyz)
+    router.add_get("/api/v1/checkpoints", handlers.list_checkpoints)
+    router.add_get("/api/v1/checkpoints/{name}/runs", handlers.checkpoint_runs)
+    router.add_post(
+        "/api/v1/checkpoints/{name}/runs", need_token(handlers.run_checkpoint, current_token)
+    )
+    router.add_get("/api/v1/runs", handlers.runs)
+    router.add_get("/api/v1/runs/{run_id}", handlers.run_by_id)
+    router.add_post("/-/reload", need_token(handlers.reload, current_token))
     return app
 
 
