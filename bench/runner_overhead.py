@@ -105,11 +105,11 @@ async def _checkpointd(n: int, store_dir: Path | None, tag: str) -> tuple[float,
 
     from checkpointd.events import TriggerEvent
     from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
     starts: dict[str, float] = {}
     sink = _Sink(starts)
-    store = await Store.open(store_dir) if store_dir is not None else None
+    store = await SqliteStore.open(store_dir) if store_dir is not None else None
     runner = AsyncCheckpointRunner(
         [_Timed(_checkpoint(), starts)],
         AsyncRunnerConfig(max_concurrent_checkpoints=WORKERS),

@@ -43,7 +43,7 @@ async def _runs(n: int, store_dir: Path | None, tag: str) -> dict[str, Any]:
     from checkpointd.checkpoints.checkpoint import Checkpoint
     from checkpointd.events import TriggerEvent
     from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
     checkpoint = Checkpoint.from_dict(
         {
@@ -59,7 +59,7 @@ async def _runs(n: int, store_dir: Path | None, tag: str) -> dict[str, Any]:
             nonlocal delivered
             delivered += len(items)
 
-    store = await Store.open(store_dir) if store_dir is not None else None
+    store = await SqliteStore.open(store_dir) if store_dir is not None else None
     runner = AsyncCheckpointRunner(
         [checkpoint],
         AsyncRunnerConfig(max_concurrent_checkpoints=WORKERS),

@@ -7,14 +7,18 @@ Everything a program needs is importable from here::
 Running checkpoints: :class:`Checkpoint`, :class:`AsyncCheckpointRunner` with
 :class:`AsyncRunnerConfig`, :class:`CheckpointPool`, :func:`run_checkpoint_async`,
 :func:`run_checkpoints_parallel`. Results: :class:`CheckpointResult`, :class:`Status`,
-:class:`ValidatorResult`, :class:`TriggerInfo`. Plug-ins: :class:`AsyncBaseTrigger`
-and :class:`TriggerEvent`; :class:`AsyncBaseAction`, :class:`SyncActionAdapter`,
+:class:`ValidatorResult`, :class:`TriggerInfo`. Plug-ins: :class:`TriggerSource`
+(with ``protocols.Emit``, :class:`ManagedSource`; a polled :class:`AsyncBaseTrigger` runs
+as a :class:`PolledSource`) and :class:`TriggerEvent`; :class:`Channel` (with :class:`Delivery`,
+:class:`DeliveryOutcome`), :class:`ChannelAction` and :class:`ActionChannel` (a channel as
+an action and back); :class:`AsyncBaseAction`, :class:`SyncActionAdapter`,
 :func:`adapt_to_async`, :class:`ActionResult`, :class:`ActionStatus` and the
 strategies that run actions (:class:`SequentialStrategy`, :class:`ConcurrentStrategy`,
 :class:`PipelineStrategy`, :class:`AsyncExecutionContext`). Async helpers:
 :func:`with_retry`, :func:`with_timeout`, :func:`with_semaphore`,
 :func:`run_async_in_sync`. Config: :class:`Config`, :class:`CheckpointConfig`,
-:func:`load_config`. Errors: :class:`CheckpointdError` and its subclasses.
+:func:`load_config`. The state store: :class:`Store`, :class:`OutboxStore`. Errors:
+:class:`CheckpointdError` and its subclasses.
 
 ``import checkpointd`` stays cheap (no polars, pydantic or aiohttp): a name is
 imported from its module the first time it is used. The guide with an example
@@ -40,6 +44,7 @@ from checkpointd.errors import (
 )
 
 if TYPE_CHECKING:
+    from checkpointd.actions.adapters import ActionChannel, ChannelAction
     from checkpointd.actions.base import (
         ActionResult,
         ActionStatus,
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
         SyncActionAdapter,
         adapt_to_async,
     )
+    from checkpointd.actions.channel import Channel, Delivery, DeliveryOutcome
     from checkpointd.actions.strategies import (
         AsyncExecutionContext,
         ConcurrentStrategy,
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
     from checkpointd.config.loader import load_config
     from checkpointd.config.models import CheckpointConfig, Config
     from checkpointd.events import TriggerEvent, TriggerInfo
+    from checkpointd.protocols import ManagedSource, OutboxStore, Store, TriggerSource
     from checkpointd.runtime.config import AsyncRunnerConfig
     from checkpointd.runtime.parallel import run_checkpoints_parallel
     from checkpointd.runtime.pool import CheckpointPool
@@ -66,10 +73,12 @@ if TYPE_CHECKING:
     from checkpointd.runtime.runs import run_checkpoint_async
     from checkpointd.runtime.stats import RunnerStats
     from checkpointd.triggers.base import AsyncBaseTrigger
+    from checkpointd.triggers.polled import PolledSource
 
     __version__: str
 
 __all__ = [
+    "ActionChannel",
     "ActionResult",
     "ActionStatus",
     "AsyncBaseAction",
@@ -77,6 +86,8 @@ __all__ = [
     "AsyncCheckpointRunner",
     "AsyncExecutionContext",
     "AsyncRunnerConfig",
+    "Channel",
+    "ChannelAction",
     "Checkpoint",
     "CheckpointConfig",
     "CheckpointPool",
@@ -87,17 +98,24 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "DataSourceError",
+    "Delivery",
     "DeliveryError",
+    "DeliveryOutcome",
+    "ManagedSource",
+    "OutboxStore",
     "PipelineStrategy",
+    "PolledSource",
     "RunnerError",
     "RunnerStats",
     "SequentialStrategy",
     "StateDirInUseError",
     "Status",
+    "Store",
     "StoreError",
     "SyncActionAdapter",
     "TriggerEvent",
     "TriggerInfo",
+    "TriggerSource",
     "ValidatorError",
     "ValidatorResult",
     "__version__",
@@ -113,6 +131,16 @@ __all__ = [
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY: dict[str, str] = {
+    "ActionChannel": "checkpointd.actions.adapters",
+    "ChannelAction": "checkpointd.actions.adapters",
+    "Channel": "checkpointd.actions.channel",
+    "Delivery": "checkpointd.actions.channel",
+    "DeliveryOutcome": "checkpointd.actions.channel",
+    "ManagedSource": "checkpointd.protocols",
+    "OutboxStore": "checkpointd.protocols",
+    "Store": "checkpointd.protocols",
+    "TriggerSource": "checkpointd.protocols",
+    "PolledSource": "checkpointd.triggers.polled",
     "ActionResult": "checkpointd.actions.base",
     "ActionStatus": "checkpointd.actions.base",
     "AsyncBaseAction": "checkpointd.actions.base",

@@ -1,4 +1,4 @@
-"""A separate process that uses a Store, for tests/integration/test_store_crash.py.
+"""A separate process that uses a SqliteStore, for tests/integration/test_store_crash.py.
 
     python store_writer_proc.py work STATE_DIR      journal and save runs until killed
     python store_writer_proc.py hold STATE_DIR      open the store and wait until killed
@@ -23,7 +23,7 @@ from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorRe
 from checkpointd.errors import StateDirInUseError
 from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.sqlite.store import SqliteStore
 
 CHECKPOINT = "orders"
 ROUND_SIZE = 16
@@ -63,7 +63,7 @@ def finished(event: TriggerEvent) -> CheckpointResult:
 async def work(state_dir: Path) -> None:
     """Each round journals fresh events and finishes the previous round's, so at
     any instant some rows are accepted or running but not done."""
-    async with await Store.open(state_dir) as store:
+    async with await SqliteStore.open(state_dir) as store:
         previous: list[TriggerEvent] = []
         for number in range(100_000):
             events = round_events(number)
@@ -77,14 +77,14 @@ async def work(state_dir: Path) -> None:
 
 
 async def hold(state_dir: Path) -> None:
-    async with await Store.open(state_dir):
+    async with await SqliteStore.open(state_dir):
         emit(ready=os.getpid())
         await asyncio.sleep(120)  # the test kills us long before this
 
 
 async def try_open(state_dir: Path) -> int:
     try:
-        store = await Store.open(state_dir)
+        store = await SqliteStore.open(state_dir)
     except StateDirInUseError as exc:
         emit(in_use=exc.pid, message=str(exc))
         return 3

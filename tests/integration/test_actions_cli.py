@@ -11,7 +11,7 @@ import pytest
 from checkpointd.actions.signing import verify
 from checkpointd.cli import main
 from checkpointd.config import load_config
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.sqlite.store import SqliteStore
 from tests.integration.test_actions_delivery import (
     Reply,
     ThreadedReceiver,
@@ -159,10 +159,8 @@ def test_deliveries_lists_and_retry_requeues_in_the_state_dir(receiver, tmp_path
     assert main(["deliveries", "retry", "-c", config_path]) == 2  # neither ids nor --all-dead
 
     async def pending_now():
-        async with await Store.open(tmp_path / "state") as store:
-            from checkpointd.actions import outbox
-
-            return await store.read(lambda c: outbox.get_entry(c, dead["id"]))
+        async with await SqliteStore.open(tmp_path / "state") as store:
+            return await store.outbox.get(dead["id"])
 
     again = asyncio.run(pending_now())
     assert (again.status, again.attempts) == ("pending", 0)

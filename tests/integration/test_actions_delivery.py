@@ -29,7 +29,7 @@ from checkpointd.actions.signing import verify
 from checkpointd.checkpoints.result import CheckpointResult, Status, ValidatorResult
 from checkpointd.config.models import Config
 from checkpointd.metrics_base import NAMESPACE
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.sqlite.store import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -215,7 +215,7 @@ def make_result(status: Status = Status.FAILURE, checkpoint: str = "orders") -> 
 
 
 class Harness:
-    def __init__(self, config: Config, store: Store, registry: CollectorRegistry) -> None:
+    def __init__(self, config: Config, store: SqliteStore, registry: CollectorRegistry) -> None:
         self.config = config
         self.store = store
         self.registry = registry
@@ -252,7 +252,7 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Harness]:
-    store = await Store.open(config.daemon.state_dir, synchronous="NORMAL")
+    store = await SqliteStore.open(config.daemon.state_dir, synchronous="NORMAL")
     harness = Harness(config, store, CollectorRegistry())
     harness.service.start()
     try:

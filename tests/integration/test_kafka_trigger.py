@@ -1,6 +1,6 @@
 """The Kafka trigger against the real broker, inside one process.
 
-Each test wires the real parts the daemon wires: a real SQLite ``Store`` as the
+Each test wires the real parts the daemon wires: a real SQLite ``SqliteStore`` as the
 journal, the real ``AsyncCheckpointRunner`` and pool, and ``KafkaHub`` consuming
 from the Apache Kafka broker of tests/kafka_broker.py. The daemon as a whole (a
 subprocess, kill -9, two daemons in a group, a broker outage) is driven from
@@ -42,10 +42,11 @@ from checkpointd.errors import DeliveryError
 from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
 from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
-from checkpointd.store.sqlite.store import Store
-from checkpointd.triggers.kafka import KafkaHub, KafkaSource
+from checkpointd.store.sqlite.store import SqliteStore
+from checkpointd.triggers.kafka import KafkaHub
 from checkpointd.triggers.kafka_journal import StoreJournalLookup
 from checkpointd.triggers.kafka_metrics import KafkaMetrics
+from checkpointd.triggers.kafka_source import KafkaSource
 from tests.kafka_broker import create_topic, make_topic_name
 
 Emit = Callable[[TriggerEvent], Awaitable[bool]]
@@ -74,7 +75,7 @@ class SleepyCheckpoint:
 @dataclass
 class Pipeline:
     hub: KafkaHub
-    store: Store
+    store: SqliteStore
     runner: AsyncCheckpointRunner
     registry: CollectorRegistry
     group: str
@@ -114,7 +115,7 @@ async def pipeline(
     options: dict[str, Any] | None = None,
     **hub_settings: Any,
 ) -> AsyncIterator[Pipeline]:
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     checkpoint = SleepyCheckpoint("cp", seconds_per_run)
     runner = AsyncCheckpointRunner(
         [checkpoint],
@@ -326,7 +327,7 @@ async def test_slow_checkpoints_pause_partitions_lag_grows_memory_stays_flat(
         assert p.metric("checkpointd_kafka_commit_failures_total") == 0
 
     # Whatever was committed was journaled first.
-    store = await Store.open(tmp_path / "state")
+    store = await SqliteStore.open(tmp_path / "state")
     try:
         offsets = await committed(kafka_bootstrap, p.group)
         for partition, position in offsets.items():
@@ -343,7 +344,7 @@ async def test_messages_for_several_checkpoints_commit_when_all_have_journaled(
     values = [json.dumps({"dataset": "orders" if i % 3 else "refunds"}).encode() for i in range(30)]
     await produce(kafka_bootstrap, unique_topic, values, partitions=1)
 
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     runner = AsyncCheckpointRunner(
         [SleepyCheckpoint("orders", 0.0), SleepyCheckpoint("everything", 0.01)],
         AsyncRunnerConfig(max_concurrent_checkpoints=2),
@@ -408,7 +409,7 @@ async def test_triggers_attached_and_detached_while_running_resubscribe_without_
     first, second = make_topic_name("first"), make_topic_name("second")
     await create_topic(kafka_bootstrap, first, partitions=2)
     await create_topic(kafka_bootstrap, second, partitions=1)
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     runner = AsyncCheckpointRunner(
         [SleepyCheckpoint("a", 0.0), SleepyCheckpoint("b", 0.0), SleepyCheckpoint("c", 0.0)],
         AsyncRunnerConfig(max_concurrent_checkpoints=4),
@@ -536,7 +537,7 @@ async def _list(value: Awaitable[set[str]]) -> list[str]:
 async def test_a_hub_without_a_reachable_broker_is_not_ready_and_keeps_trying(
     tmp_path: Path,
 ) -> None:
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     registry = CollectorRegistry()
     hub = KafkaHub(
         KafkaConfig(bootstrap_servers="127.0.0.1:1", group_id="nobody"),  # nothing listens
@@ -572,7 +573,7 @@ async def _len_is(value: Awaitable[list[Any]], expected: int) -> bool:
     return len(await value) == expected
 
 
-async def _journal_offsets(store: Store, topic: str, partition: int) -> list[int]:
+async def _journal_offsets(store: SqliteStore, topic: str, partition: int) -> list[int]:
     prefix = f"kafka:{topic}:{partition}:"
 
     async def query(conn: aiosqlite.Connection) -> list[Any]:

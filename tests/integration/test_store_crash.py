@@ -23,7 +23,7 @@ import pytest
 
 from checkpointd.errors import StateDirInUseError
 from checkpointd.store.model import JournalEntry
-from checkpointd.store.sqlite.store import DB_FILE_NAME, Store
+from checkpointd.store.sqlite.store import DB_FILE_NAME, SqliteStore
 from checkpointd.store.statelock import read_lock_holder
 from tests.integration.store_writer_proc import CHECKPOINT, ROUND_SIZE, round_events
 
@@ -97,7 +97,7 @@ async def test_sigkill_mid_journaling_loses_nothing_and_recovers_exactly_the_unf
     async def on_recover(entries: list[JournalEntry]) -> None:
         recovered.extend(entries)
 
-    async with await Store.open(state_dir, on_recover=on_recover) as store:
+    async with await SqliteStore.open(state_dir, on_recover=on_recover) as store:
         done = {entry.key: entry for entry in await store.journal_entries("done")}
         journal_size = len(await store.journal_entries())
         run_count = await store.count_runs()
@@ -135,7 +135,7 @@ async def test_a_second_process_is_told_which_pid_holds_the_dir_until_it_dies(tm
         assert ready == {"ready": holder.pid}
 
         with pytest.raises(StateDirInUseError) as in_this_process:
-            await Store.open(state_dir)
+            await SqliteStore.open(state_dir)
         async with child("try-open", state_dir) as other:
             refusal = await next_message(other)
             await other.wait()
@@ -150,6 +150,6 @@ async def test_a_second_process_is_told_which_pid_holds_the_dir_until_it_dies(tm
     assert f"in use by pid {holder.pid}" in refusal["message"]
     # The dead holder's lock went with it; its pid is still in the file until we take over.
     assert read_lock_holder(state_dir) == holder.pid
-    async with await Store.open(state_dir) as store:
+    async with await SqliteStore.open(state_dir) as store:
         assert store.healthy
         assert read_lock_holder(state_dir) == os.getpid()

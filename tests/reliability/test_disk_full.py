@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from checkpointd.errors import StoreError
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.sqlite.store import SqliteStore
 from tests.e2e.harness import query_state, run_daemon, wait_for
 from tests.reliability.support import FedFile, FileFeeder, integrity_check, land_csv
 
@@ -204,7 +204,7 @@ def test_the_filler_really_fills_the_file_system(small_fs):
         filler.unlink()
 
 
-async def _write_until_it_fails(store: Store) -> None:
+async def _write_until_it_fails(store: SqliteStore) -> None:
     for i in range(10_000):  # the WAL may still have room for a few pages
         await store.set_state("test", f"k{i}", "x" * 4000)
 
@@ -213,7 +213,7 @@ async def test_the_store_turns_unwritable_on_a_full_disk_and_notices_space_on_it
     """The store side of it: a write failing with SQLITE_FULL makes ``writable`` False (but
     ``healthy`` stays True: the writer lives on), and the probe write brings it back without
     any other write once space returns."""
-    store = await Store.open(small_fs / "state", probe_interval=0.1)
+    store = await SqliteStore.open(small_fs / "state", probe_interval=0.1)
     try:
         await store.set_state("test", "before", "1")
         assert store.writable

@@ -37,11 +37,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.errors import DeliveryError
+from checkpointd.store.model import NotificationKind
 
 if TYPE_CHECKING:
     import aiohttp
@@ -57,10 +58,6 @@ __all__ = [
     "NotificationKind",
     "Preview",
 ]
-
-NotificationKind = Literal["notify", "recovered"]
-"""``notify``: the run's status is news. ``recovered``: the checkpoint is back to
-success after a status the action had reported (PagerDuty resolves, Slack says so)."""
 
 
 @dataclass(frozen=True, slots=True)

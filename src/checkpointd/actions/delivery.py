@@ -40,19 +40,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from checkpointd.actions import outbox
 from checkpointd.actions.breaker import CircuitBreaker
 from checkpointd.actions.channel import Channel, DeliveryOutcome
 from checkpointd.actions.metrics import ActionMetrics
-from checkpointd.actions.outbox import OutboxEntry
-from checkpointd.actions.retry import retry_delay
+from checkpointd.actions.outbox import OutboxEntry, delivery_of
+from checkpointd.actions.retry import HttpStatusError, retry_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import BackoffConfig, DaemonActionsConfig
 from checkpointd.errors import CheckpointdError, DeliveryError
 from checkpointd.logs import get_logger
-from checkpointd.store.sqlite.store import Store
+from checkpointd.protocols import OutboxStore
 
-__all__ = ["Dispatcher", "Resolve", "Route"]
+__all__ = ["DeliveryDispatcher", "DeliveryRoute", "Resolve"]
 
 _log = get_logger(component="dispatcher")
 
@@ -62,7 +61,7 @@ _TIMEOUT_MARGIN: Final = 1.0  # the channel's own timeouts fire first, with bett
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class DeliveryRoute:
     """How to deliver for one configured action."""
 
     channel: Channel
@@ -72,16 +71,16 @@ class Route:
     run_concurrency: int | None = None
 
 
-Resolve = Callable[[str, str], Route | None]
-"""(checkpoint, action name) → its Route under the current config, or None if it is gone."""
+Resolve = Callable[[str, str], DeliveryRoute | None]
+"""(checkpoint, action name) → its DeliveryRoute under the current config, or None if it is gone."""
 
 
-class Dispatcher:
+class DeliveryDispatcher:
     """Delivers from the outbox until stopped. Build outside the loop; ``await run()`` inside."""
 
     def __init__(
         self,
-        store: Store,
+        outbox: OutboxStore,
         resolve: Resolve,
         settings: DaemonActionsConfig,
         *,
@@ -90,7 +89,7 @@ class Dispatcher:
         scrub: Callable[[str], str] = lambda text: text,
         rng: random.Random | None = None,
     ) -> None:
-        self._store = store
+        self._outbox = outbox
         self._resolve = resolve
         self._settings = settings
         self._metrics = metrics
@@ -183,10 +182,8 @@ class Dispatcher:
             return 0
         busy, blocked, full_runs = self._exclusions()
         now = self._clock.now()
-        entries = await self._store.read(
-            lambda conn: outbox.due(
-                conn, now, busy=busy, blocked=blocked, full_runs=full_runs, limit=capacity
-            )
+        entries = await self._outbox.due(
+            now, busy=busy, blocked=blocked, full_runs=full_runs, limit=capacity
         )
         started = 0
         for entry in entries:
@@ -250,9 +247,7 @@ class Dispatcher:
         if len(self._tasks) >= self._settings.max_in_flight:
             return poll
         busy, blocked, full_runs = self._exclusions()
-        when = await self._store.read(
-            lambda conn: outbox.next_due(conn, busy=busy, blocked=blocked, full_runs=full_runs)
-        )
+        when = await self._outbox.next_due(busy=busy, blocked=blocked, full_runs=full_runs)
         delays = [poll]
         if when is not None:
             # Due but not picked means a race with a new row; look again soon, not in a spin.
@@ -266,27 +261,25 @@ class Dispatcher:
         mono = self._clock.monotonic()
         if self._metrics is not None and mono - self._last_count >= COUNT_EVERY:
             self._last_count = mono
-            found = await self._store.read(outbox.counts)
+            found = await self._outbox.counts()
             self._metrics.set_counts(found["pending"], found["dead"])
         if self._last_prune is None or mono - self._last_prune >= PRUNE_EVERY:
             self._last_prune = mono
             before = self._clock.now() - self._settings.keep_delivered
-            pruned = await self._store.write(
-                lambda conn: outbox.prune_delivered(conn, before), "pruning delivered actions"
-            )
+            pruned = await self._outbox.prune_delivered(before)
             if pruned:
                 _log.info("pruned delivered notifications", count=pruned)
 
     # ------------------------------------------------------------ one attempt
 
-    async def _attempt(self, entry: OutboxEntry, route: Route) -> None:
+    async def _attempt(self, entry: OutboxEntry, route: DeliveryRoute) -> None:
         breaker = self.breaker(entry.destination)
         started = self._clock.monotonic()
         outcome: DeliveryOutcome | None = None
         error: DeliveryError | None = None
         try:
             async with asyncio.timeout(route.timeout + _TIMEOUT_MARGIN):
-                outcome = await route.channel.send(entry.delivery())
+                outcome = await route.channel.send(delivery_of(entry))
         except asyncio.CancelledError:
             breaker.abandoned()
             raise
@@ -320,11 +313,8 @@ class Dispatcher:
         if self._metrics is not None:
             self._metrics.attempt(entry.action, "delivered", elapsed)
         try:
-            await self._store.write(
-                lambda conn: outbox.mark_delivered(
-                    conn, entry.id, now, attempts=attempts, status_code=outcome.status_code
-                ),
-                f"marking delivery {entry.id} delivered",
+            await self._outbox.mark_delivered(
+                entry.id, now, attempts=attempts, status_code=outcome.status_code
             )
         except CheckpointdError as exc:
             _log.error(
@@ -347,7 +337,7 @@ class Dispatcher:
         )
 
     async def _finish_failed(
-        self, entry: OutboxEntry, error: DeliveryError, route: Route | None, elapsed: float
+        self, entry: OutboxEntry, error: DeliveryError, route: DeliveryRoute | None, elapsed: float
     ) -> None:
         attempts = entry.attempts + 1
         now = self._clock.now()
@@ -367,19 +357,15 @@ class Dispatcher:
             retry_at = now + timedelta(seconds=wait)
         if self._metrics is not None:
             self._metrics.attempt(entry.action, "dead" if dead else "failed", elapsed)
-        code = getattr(error, "status_code", None)
+        code = error.status_code if isinstance(error, HttpStatusError) else None
         try:
-            await self._store.write(
-                lambda conn: outbox.mark_failed(
-                    conn,
-                    entry.id,
-                    now,
-                    attempts=attempts,
-                    error=message,
-                    status_code=code,
-                    retry_at=retry_at,
-                ),
-                f"recording a failed attempt of delivery {entry.id}",
+            await self._outbox.mark_failed(
+                entry.id,
+                now,
+                attempts=attempts,
+                error=message,
+                status_code=code,
+                retry_at=retry_at,
             )
         except CheckpointdError as exc:
             _log.error(

@@ -9,7 +9,7 @@ The target may be
 - an action in the sense of the Python API: an ``AsyncBaseAction`` subclass or
   instance, or anything with ``execute(result)``/``execute_async(result)``
   (classes are instantiated without arguments). It is run through
-  ``adapt_to_async``; an ``ActionResult`` that is not ok fails the attempt.
+  ``actions.adapters.ActionChannel``; an ``ActionResult`` that is not ok fails the attempt.
 
 Sync code runs in a worker thread (``ChannelContext.executor``), so it cannot
 block the event loop; the dispatcher's timeout stops waiting for it, but a
@@ -27,7 +27,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from checkpointd.actions.base import ActionResult, ActionStatus, AsyncExecutable, adapt_to_async
+from checkpointd.actions.adapters import ActionChannel, raise_for_result
+from checkpointd.actions.base import ActionResult
 from checkpointd.actions.channel import ChannelContext, Delivery, DeliveryOutcome, Preview
 from checkpointd.config.models import PythonAction
 from checkpointd.errors import DeliveryError
@@ -64,7 +65,7 @@ class PythonChannel:
         self.config = config
         self.destination = f"python:{config.target}"
         self._context = context
-        self._action: AsyncExecutable | None = None
+        self._action: ActionChannel | None = None
         self._function: Callable[..., Any] | None = None
 
     def _load(self) -> None:
@@ -74,7 +75,9 @@ class PythonChannel:
         if inspect.isclass(obj) and _is_action(obj):
             obj = obj()
         if _is_action(obj):
-            self._action = adapt_to_async(obj, self._context.executor)
+            self._action = ActionChannel(
+                obj, destination=self.destination, executor=self._context.executor
+            )
         elif callable(obj):
             self._function = obj
         else:
@@ -87,12 +90,11 @@ class PythonChannel:
     async def send(self, delivery: Delivery) -> DeliveryOutcome:
         self._load()
         if self._action is not None:
-            outcome: Any = await self._action.execute_async(delivery.result)
-        else:
-            assert self._function is not None
-            outcome = await self._call(self._function, delivery)
+            return await self._action.send(delivery)
+        assert self._function is not None
+        outcome = await self._call(self._function, delivery)
         if isinstance(outcome, ActionResult):
-            _check(outcome)
+            raise_for_result(outcome)
             return DeliveryOutcome(None, outcome.message or outcome.status.value)
         return DeliveryOutcome(None, "called")
 
@@ -118,20 +120,6 @@ class PythonChannel:
 
     async def close(self) -> None:
         return None
-
-
-def _check(result: ActionResult) -> None:
-    if result.ok:
-        return
-    retryable = bool(result.details.get("retryable", True))
-    retry_after = result.details.get("retry_after")
-    if result.status is ActionStatus.TIMEOUT:
-        retryable = True
-    raise DeliveryError(
-        f"action returned {result.status.value}: {result.message}",
-        retryable=retryable,
-        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
-    )
 
 
 def build_channel(action: PythonAction, context: ChannelContext, name: str) -> PythonChannel:

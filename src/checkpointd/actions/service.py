@@ -8,7 +8,7 @@
 - builds one channel per configured action, lazily and again when a reload
   changes the action, on one shared aiohttp session whose resolver refuses
   link-local addresses;
-- runs the :class:`~checkpointd.actions.delivery.Dispatcher` task;
+- runs the :class:`~checkpointd.actions.delivery.DeliveryDispatcher` task;
 - answers operators: list deliveries, show one, requeue dead ones (the CLI
   and ``/api/v1/deliveries``).
 
@@ -22,35 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import aiohttp
-import aiosqlite
 from prometheus_client import CollectorRegistry
 
-from checkpointd.actions import outbox
 from checkpointd.actions.channel import Channel, ChannelContext
-from checkpointd.actions.delivery import Dispatcher, Route
+from checkpointd.actions.delivery import DeliveryDispatcher, DeliveryRoute
 from checkpointd.actions.guard import GuardedResolver
 from checkpointd.actions.metrics import ActionMetrics
-from checkpointd.actions.outbox import Candidate, DeliveryStatus, OutboxEntry
+from checkpointd.actions.outbox import Candidate, DeliveryStatus, OutboxEntry, plan_deliveries
 from checkpointd.actions.plan import ActionSpec, action_specs
 from checkpointd.actions.redact import Scrubber, secrets_of
 from checkpointd.actions.registry import build_channel
-from checkpointd.checkpoints.result import CheckpointResult
+from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import ActionConfig, Config
 from checkpointd.events import TriggerEvent
 from checkpointd.logs import get_logger
-from checkpointd.store.sqlite.ops import TransactionHook
-from checkpointd.store.sqlite.store import Store
+from checkpointd.protocols import Store
+from checkpointd.store.model import DeliveryPlan, DeliveryPlanner
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from checkpointd.daemon.http import TokenSource
+    from checkpointd.webauth import TokenSource
 
 __all__ = ["ActionService", "OutboxJournal", "make_session"]
 
@@ -89,7 +87,7 @@ class OutboxJournal:
 
     async def save_results(self, items: ResultItems) -> None:
         """Store the results and their deliveries in one transaction, then wake the dispatcher."""
-        await self.store.save_results(items, extra=self._service.outbox_hook(items))
+        await self.store.save_results(items, deliveries=self._service.delivery_planner(items))
         self._service.wake()
 
 
@@ -135,8 +133,8 @@ class ActionService:
         self._actions_by_checkpoint: dict[str, list[tuple[ActionSpec, ActionConfig]]] = {}
         self._max_concurrency: dict[str, int] = {}
         self._scrubber = Scrubber()
-        self.dispatcher = Dispatcher(
-            store,
+        self.dispatcher = DeliveryDispatcher(
+            store.outbox,
             self.route,
             self.settings,
             metrics=self.metrics,
@@ -256,11 +254,11 @@ class ActionService:
             self.metrics.register_action(spec.name, lambda: breaker.is_open)
         return channel
 
-    def route(self, checkpoint: str, action_name: str) -> Route | None:
+    def route(self, checkpoint: str, action_name: str) -> DeliveryRoute | None:
         """How to deliver for ``action_name`` of ``checkpoint`` now; None if it is gone."""
         for spec, action in self._sync().get(checkpoint, ()):
             if spec.name == action_name:
-                return Route(
+                return DeliveryRoute(
                     channel=self.channel(checkpoint, spec, action),
                     max_attempts=action.max_attempts,
                     timeout=action.timeout.total_seconds(),
@@ -271,11 +269,11 @@ class ActionService:
 
     # ------------------------------------------------------------ the outbox hook
 
-    def outbox_hook(self, items: ResultItems) -> TransactionHook:
-        """The code ``save_results`` runs in its transaction to write these results' deliveries.
+    def delivery_planner(self, items: ResultItems) -> DeliveryPlanner:
+        """What ``save_results`` runs in its transaction to plan these results' deliveries.
 
-        Channels are resolved here, outside the transaction; inside it, the
-        previous statuses are read and the rows written (``outbox.enqueue``).
+        Channels are resolved here, outside the transaction; inside it, the store reads
+        the previous statuses and writes the rows ``outbox.plan_deliveries`` returns.
         """
         candidates = []
         for result, _event in items:
@@ -286,12 +284,13 @@ class ActionService:
             candidates.append(Candidate(result, actions))
         now = self._clock.now()
 
-        async def write_deliveries(conn: aiosqlite.Connection) -> None:
-            written = await outbox.enqueue(conn, candidates, now)
-            if written:
-                _log.debug("notifications queued", count=len(written))
+        def plan(last: Mapping[str, Status]) -> DeliveryPlan:
+            planned = plan_deliveries(candidates, last, now)
+            if planned.rows:
+                _log.debug("notifications queued", count=len(planned.rows))
+            return planned
 
-        return write_deliveries
+        return plan
 
     # ------------------------------------------------------------ operators
 
@@ -303,27 +302,21 @@ class ActionService:
         limit: int = 50,
     ) -> list[OutboxEntry]:
         """Deliveries newest first."""
-        return await self.store.read(
-            lambda conn: outbox.list_entries(
-                conn, status=status, checkpoint=checkpoint, limit=limit
-            )
-        )
+        return await self.store.outbox.entries(status=status, checkpoint=checkpoint, limit=limit)
 
     async def get_delivery(self, delivery_id: str) -> OutboxEntry | None:
         """One delivery, or None."""
-        return await self.store.read(lambda conn: outbox.get_entry(conn, delivery_id))
+        return await self.store.outbox.get(delivery_id)
 
     async def counts(self) -> dict[str, int]:
         """Deliveries by status."""
-        found = await self.store.read(outbox.counts)
+        found = await self.store.outbox.counts()
         return {str(status): count for status, count in found.items()}
 
     async def retry(self, ids: Sequence[str] | None = None) -> list[str]:
         """Requeue dead deliveries (``ids``, or all when None); returns the ids requeued."""
         now = self._clock.now()
-        requeued = await self.store.write(
-            lambda conn: outbox.requeue(conn, now, ids), "requeueing dead deliveries"
-        )
+        requeued = await self.store.outbox.requeue(now, ids)
         if requeued:
             _log.info("dead deliveries requeued", count=len(requeued))
             self.wake()

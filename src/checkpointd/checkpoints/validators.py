@@ -77,7 +77,7 @@ _PlanKey = tuple[int, tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class _QueryPlan:
     errors: dict[int, ValidatorResult]  # checks that failed the dry run, by position
     planned: tuple[Planned, ...] | None  # the whole plan, when it does not depend on ``now``
 
@@ -97,12 +97,12 @@ class PlanCache:
 
     def __init__(self, size: int = 32) -> None:
         self._size = size
-        self._plans: dict[_PlanKey, _Plan] = {}
+        self._plans: dict[_PlanKey, _QueryPlan] = {}
 
-    def get(self, key: _PlanKey) -> _Plan | None:
+    def get(self, key: _PlanKey) -> _QueryPlan | None:
         return self._plans.get(key)
 
-    def put(self, key: _PlanKey, plan: _Plan) -> None:
+    def put(self, key: _PlanKey, plan: _QueryPlan) -> None:
         if len(self._plans) >= self._size:
             self._plans.clear()
         self._plans[key] = plan
@@ -180,7 +180,7 @@ def _cached_plan(
         if isinstance(before, Check) and isinstance(after, ValidatorResult)
     }
     timeless = not any(isinstance(cfg, FreshnessValidator) for cfg in validators)
-    cache.put(key, _Plan(errors, tuple(tried) if timeless else None))
+    cache.put(key, _QueryPlan(errors, tuple(tried) if timeless else None))
     return tried
 
 

@@ -161,13 +161,13 @@ async def _run_once(
     config: Config, cp_config: CheckpointConfig, event: TriggerEvent | None, *, record: bool
 ) -> CheckpointResult:
     from checkpointd.checkpoints.checkpoint import Checkpoint
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
     name = cp_config.name
-    store: Store | None = None
+    store: SqliteStore | None = None
     if record:
         try:
-            store = await Store.open(config.daemon.state_dir)
+            store = await SqliteStore.open(config.daemon.state_dir)
         except StateDirInUseError as exc:
             who = f"pid {exc.pid}" if exc.pid is not None else "another process"
             print(
@@ -231,7 +231,7 @@ def _positive_int(text: str) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Print recorded runs, newest first (works beside a running daemon)."""
-    from checkpointd.store.history import read_history
+    from checkpointd.store.sqlite.readonly import read_history
 
     config = load_config(args.config)
     results = read_history(

@@ -33,7 +33,7 @@ from checkpointd.errors import CheckpointdError, StateDirInUseError
 
 if TYPE_CHECKING:
     from checkpointd.actions.dryrun import DryRunItem
-    from checkpointd.actions.outbox import OutboxEntry
+    from checkpointd.actions.outbox import DeliveryStatus, OutboxEntry
     from checkpointd.config.models import Config
 
 __all__ = ["add_actions", "add_deliveries", "cmd_actions_test", "cmd_deliveries"]
@@ -114,30 +114,10 @@ async def read_deliveries(
     state_dir: Path, *, status: str | None, checkpoint: str | None, limit: int
 ) -> tuple[list[OutboxEntry], dict[str, int]]:
     """Deliveries newest first and counts by status, read-only; empty when none were kept."""
-    import aiosqlite
+    from checkpointd.store.sqlite.readonly import read_deliveries as read
 
-    from checkpointd.actions import outbox
-    from checkpointd.store.sqlite.store import DB_FILE_NAME
-
-    path = Path(state_dir) / DB_FILE_NAME
-    empty = {s: 0 for s in _DELIVERY_STATUSES}
-    if not path.exists():
-        return [], empty
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        await conn.execute("PRAGMA busy_timeout = 5000")
-        tables = await conn.execute_fetchall(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'action_outbox'"
-        )
-        if not list(tables):
-            return [], empty  # a state dir from before the outbox existed
-        entries = await outbox.list_entries(
-            conn,
-            status=cast("outbox.DeliveryStatus | None", status),
-            checkpoint=checkpoint,
-            limit=limit,
-        )
-        counts = {str(k): v for k, v in (await outbox.counts(conn)).items()}
-    return entries, counts
+    wanted = cast("DeliveryStatus | None", status)
+    return await read(state_dir, status=wanted, checkpoint=checkpoint, limit=limit)
 
 
 def render_deliveries(entries: list[OutboxEntry], counts: dict[str, int]) -> str:
@@ -193,14 +173,10 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
 
 
 async def _retry_in_store(config: Config, ids: list[str] | None) -> list[str]:
-    from checkpointd.actions import outbox
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
-    async with await Store.open(config.daemon.state_dir) as store:
-        now = datetime.now(UTC)
-        return await store.write(
-            lambda conn: outbox.requeue(conn, now, ids), "requeueing dead deliveries"
-        )
+    async with await SqliteStore.open(config.daemon.state_dir) as store:
+        return await store.outbox.requeue(datetime.now(UTC), ids)
 
 
 def _retry_through_daemon(config: Config, ids: list[str] | None) -> list[str]:

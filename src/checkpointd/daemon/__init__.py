@@ -1,9 +1,11 @@
 """The daemon: the process that wires the layers below and exposes them.
 
 ``app`` (:class:`Daemon`: triggers, runner, store, HTTP and metrics wired
-together), ``control`` (reload and status), ``http`` (the API), ``metrics``
-(Prometheus), ``sdnotify``, ``looplag``, ``main`` (``checkpointd run``). The
-runner names are re-exported from :mod:`checkpointd.runtime` for older imports.
+together), ``supervision`` (the one TaskGroup of ``serve()``), ``control`` (status
+and manual runs), ``reload``, ``outcomes`` (what happens after a run is stored),
+``retention``, ``http`` (the API), ``metrics`` (Prometheus), ``sdnotify``,
+``looplag``, ``main`` (``checkpointd run``). The runner names are re-exported
+from :mod:`checkpointd.runtime` for older imports.
 Names are imported on first use.
 """
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from checkpointd.runtime.runner import AsyncCheckpointRunner
     from checkpointd.runtime.runs import run_checkpoint_async
     from checkpointd.runtime.stats import RunnerStats
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
 __all__ = [
     "AsyncCheckpointRunner",
@@ -29,7 +31,7 @@ __all__ = [
     "CheckpointPool",
     "Daemon",
     "RunnerStats",
-    "Store",
+    "SqliteStore",
     "run_checkpoint_async",
     "run_checkpoints_parallel",
 ]
@@ -41,7 +43,7 @@ _LAZY: dict[str, str] = {
     "AsyncRunnerConfig": "checkpointd.runtime.config",
     "run_checkpoint_async": "checkpointd.runtime.runs",
     "RunnerStats": "checkpointd.runtime.stats",
-    "Store": "checkpointd.store.sqlite.store",
+    "SqliteStore": "checkpointd.store.sqlite.store",
     "CheckpointPool": "checkpointd.runtime.pool",
 }
 

@@ -6,6 +6,10 @@ a fixed order: triggers stop, ``/readyz`` turns 503, in-flight runs drain for
 up to ``graceful_shutdown_timeout``, the rest are cancelled (recorded as
 cancelled, journaled as interrupted), the store is flushed, the HTTP server
 closes. A second SIGINT cuts the drain short.
+
+Every long-lived task of the daemon runs in the one ``asyncio.TaskGroup`` that
+``serve()`` holds (:mod:`checkpointd.daemon.supervision`); a critical one that
+ends stops the daemon with exit code 1.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import structlog
@@ -22,14 +26,16 @@ from prometheus_client import CollectorRegistry
 
 from checkpointd.actions.service import ActionService
 from checkpointd.checkpoints.checkpoint import Checkpoint
-from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import CheckpointConfig, Config, RetentionConfig
 from checkpointd.daemon.control import DaemonControl
 from checkpointd.daemon.http import HttpServer, build_app
 from checkpointd.daemon.looplag import LoopLagMonitor
 from checkpointd.daemon.metrics import Metrics
+from checkpointd.daemon.outcomes import RunSink, recover_runs
+from checkpointd.daemon.retention import RetentionSweeper
 from checkpointd.daemon.sdnotify import SdNotifier
+from checkpointd.daemon.supervision import TaskSupervisor
 from checkpointd.errors import CheckpointdError, RunnerError
 from checkpointd.events import TriggerEvent
 from checkpointd.protocols import TriggerSource
@@ -37,16 +43,13 @@ from checkpointd.runtime.executor import RunExecutor
 from checkpointd.runtime.overlap import GuardedCheckpoint, OverlapGate
 from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.runtime.triggerset import TriggerSet, build_sources
-from checkpointd.store.model import JournalEntry, RetentionReport
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.model import JournalEntry
+from checkpointd.store.sqlite.store import SqliteStore
 from checkpointd.triggers.kafka import KafkaHub
 
 log = structlog.get_logger("checkpointd.daemon")
 
 RUN_THREAD_PREFIX = "checkpointd-run"
-
-RETENTION_EVERY = 600.0
-"""Seconds between retention sweeps."""
 
 
 class Daemon:
@@ -69,7 +72,7 @@ class Daemon:
         self.clock = clock
         self.metrics = Metrics(registry or CollectorRegistry(), clock=clock)
         self.notifier = notifier or SdNotifier()
-        self.store: Store | None = None
+        self.store: SqliteStore | None = None
         self.runner: AsyncCheckpointRunner | None = None
         self.actions: ActionService | None = None
         """Outbox, channels and dispatcher of the notifications (built at startup)."""
@@ -88,18 +91,15 @@ class Daemon:
         self.should_exit = False
         self.force_exit = False
         self.exit_code = 0
+        self.tasks: TaskSupervisor | None = None
+        """The daemon's long-lived tasks (while ``serve()`` runs)."""
+        self.retention: RetentionSweeper | None = None
         self._started = False
         self._draining = False
         self._recovered: list[JournalEntry] = []
-        self._background: set[asyncio.Task[Any]] = set()
-        # Long-lived tasks that must run until shutdown; one that ends is a dead daemon.
-        self._critical: list[asyncio.Task[Any]] = []
-        self._config_watch: asyncio.Task[Any] | None = None
-        self._retention_wake = asyncio.Event()
         self._exit_event: asyncio.Event | None = None
         self._force_event: asyncio.Event | None = None
-        self._reload_lock: asyncio.Lock | None = None
-        self.control = DaemonControl(self)
+        self.control = DaemonControl(self, emit=self._emit)
 
     # ------------------------------------------------------------ signals
 
@@ -107,6 +107,11 @@ class Daemon:
     def draining(self) -> bool:
         """True from the moment a stop was asked for: ``/readyz`` fails, events are refused."""
         return self.should_exit or self._draining
+
+    @property
+    def started(self) -> bool:
+        """True once start-up finished: triggers run, runs are taken."""
+        return self._started
 
     def handle_exit(self, sig: int | None = None) -> None:
         """SIGTERM/SIGINT: start draining; a second SIGINT forces the stop."""
@@ -120,6 +125,9 @@ class Daemon:
 
     def handle_reload(self) -> None:
         """SIGHUP: reload the config file on the loop."""
+        if self.tasks is None or self.tasks.closed:  # the very end of a shutdown
+            log.warning("reload ignored: checkpointd is starting or draining", reason="sighup")
+            return
         self._spawn(self.control.reload("sighup"), "reload")
 
     # ---------------------------------------------------------- lifecycle
@@ -128,77 +136,72 @@ class Daemon:
         """Run until a signal, ``handle_exit()`` or ``shutdown_trigger`` completes.
 
         Returns the process exit code: 0 after a clean drain, 1 when start-up
-        failed or a critical task died.
+        failed or a part of the daemon died. The daemon's long-lived tasks all run
+        in one TaskGroup, which ``serve()`` leaves once the shutdown is done.
         """
         self._exit_event = asyncio.Event()
         self._force_event = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
-        self._install_signal_handlers()
+        crashed: Exception | None = None
+        async with asyncio.TaskGroup() as group:
+            self.tasks = TaskSupervisor(group, on_death=self._critical_ended)
+            self._install_signal_handlers()
+            try:
+                await self._live(shutdown_trigger)
+            except Exception as exc:  # re-raised below as itself, not in an ExceptionGroup
+                crashed = exc
+            finally:
+                await self.tasks.close()
+        if crashed is not None:
+            raise crashed
+        return self.exit_code
+
+    async def _live(self, shutdown_trigger: Awaitable[Any] | None) -> None:
         try:
             await self.startup()
         except CheckpointdError as exc:
             log.error("start-up failed", error=str(exc))
+            self.exit_code = 1
             await self.shutdown()
-            return 1
+            return
         if shutdown_trigger is not None:
             self._spawn(self._wait_trigger(shutdown_trigger), "shutdown-trigger")
         try:
             await self.main_loop()
         finally:
             await self.shutdown()
-        return self.exit_code
 
     async def startup(self) -> None:
+        """Open the store, start the runner, HTTP and the triggers, then report ready."""
         config = self.config
         d = config.daemon
         self.notifier.status("starting")
         self.metrics.config_loaded()
-        self.store = await Store.open(
+        self.store = await SqliteStore.open(
             d.state_dir,
             on_recover=self._collect_recovered,
             retention=d.retention,
             clock=self.clock,
         )
-        for cp in config.checkpoints:
-            self.checkpoints[cp.name] = self._guard(cp)
-            self.metrics.register_checkpoint(cp.name)
-        # The actions' journal is the store whose save_results also writes the outbox rows,
-        # in the same transaction as the results.
-        self.actions = ActionService(
-            lambda: self.config, self.store, registry=self.metrics.registry, clock=self.clock
-        )
-        self.runner = AsyncCheckpointRunner(
-            list(self.checkpoints.values()),
-            AsyncRunnerConfig.from_daemon(d),
-            journal=self.actions.journal,
-            sink=self,
-            clock=self.clock,
-        )
-        self.metrics.set_pool_slots(d.max_concurrent_checkpoints)
-        await self.runner.start_async()
-        self.metrics.watch_result_queue(self.runner.result_queue)
-        app = build_app(
-            self.control, token=self._current_token, max_body_bytes=d.http.max_body_bytes
-        )
-        self.actions.add_routes(app, self._current_token)
-        self.http = HttpServer(app, d.http.host, d.http.port)
-        await self.http.start()
-        self._spawn(self.actions.run(), "action-dispatcher", critical=True)
+        actions = await self._start_runner()
+        http = await self._start_http(actions)
+        self._spawn(actions.run(), "action-dispatcher", critical=True)
         self._spawn(self.looplag.run(), "looplag", critical=True)
-        recovered = await self._recover()
+        assert self.runner is not None
+        recovered = await recover_runs(
+            self._recovered,
+            policy=d.on_crash,
+            store=self.store,
+            runner=self.runner,
+            known=self.checkpoints,
+            metrics=self.metrics,
+        )
         self.kafka = KafkaHub.for_daemon(
             config.kafka, store=self.store, registry=self.metrics.registry, clock=self.clock
         )
         await self.kafka.start()
         for cp in config.checkpoints:
-            self._start_sources(cp)
-        # Always: a reload may turn retention on (a sweep without it costs nothing).
-        self._spawn(self._retention_loop(), "retention", critical=True)
-        self.watch_config(d.watch_config)
-        if self.notifier.enabled and self.notifier.watchdog_interval() is not None:
-            self._spawn(
-                self.notifier.watchdog_loop(self.control.is_healthy), "watchdog", critical=True
-            )
+            self.triggers.start(cp.name, self.build_sources(cp))
+        self._start_watchers()
         self._started = True
         # Everything built so far (imported modules, the config, a checkpoint object per
         # checkpoint) lives as long as the process. Frozen, the cyclic GC stops walking it:
@@ -211,28 +214,69 @@ class Daemon:
             "checkpointd started",
             checkpoints=len(self.checkpoints),
             triggers=len(self.triggers),
-            listen=f"{d.http.host}:{self.http.bound_port}",
+            listen=f"{d.http.host}:{http.bound_port}",
             state_dir=str(d.state_dir),
             recovered=recovered,
         )
 
+    async def _start_runner(self) -> ActionService:
+        """Build the checkpoints, the actions' outbox and the runner; start the runner."""
+        assert self.store is not None
+        d = self.config.daemon
+        for cp in self.config.checkpoints:
+            self.checkpoints[cp.name] = self.guard(cp)
+            self.metrics.register_checkpoint(cp.name)
+        # The actions' journal is the store whose save_results also writes the outbox rows,
+        # in the same transaction as the results.
+        self.actions = ActionService(
+            lambda: self.config, self.store, registry=self.metrics.registry, clock=self.clock
+        )
+        self.runner = AsyncCheckpointRunner(
+            list(self.checkpoints.values()),
+            AsyncRunnerConfig.from_daemon(d),
+            journal=self.actions.journal,
+            sink=RunSink(self.metrics, sources=self.triggers.sources, known=self.checkpoints),
+            clock=self.clock,
+        )
+        self.metrics.set_pool_slots(d.max_concurrent_checkpoints)
+        await self.runner.start_async()
+        self.metrics.watch_result_queue(self.runner.result_queue)
+        return self.actions
+
+    async def _start_http(self, actions: ActionService) -> HttpServer:
+        """The API, the actions' routes with it, listening."""
+        http = self.config.daemon.http
+        app = build_app(self.control, token=self._current_token, max_body_bytes=http.max_body_bytes)
+        actions.add_routes(app, self._current_token)
+        self.http = HttpServer(app, http.host, http.port)
+        await self.http.start()
+        return self.http
+
+    def _start_watchers(self) -> None:
+        """The daemon's own long-lived tasks, once everything they watch is up."""
+        assert self.store is not None
+        # Always: a reload may turn retention on (a sweep without it costs nothing).
+        self.retention = RetentionSweeper(self.store)
+        self._spawn(self.retention.run(), "retention", critical=True)
+        self.control.watch_config(self.config.daemon.watch_config)
+        if self.notifier.enabled and self.notifier.watchdog_interval() is not None:
+            self._spawn(
+                self.notifier.watchdog_loop(self.control.is_healthy), "watchdog", critical=True
+            )
+        self._spawn(self._watch_parts(), "watch-parts")
+
     async def main_loop(self) -> None:
+        """Wait for a reason to stop: a signal, the shutdown trigger, or a part that died."""
         assert self._exit_event is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._exit_event.wait()
-            if self.runner is not None and self.runner.stop_reason is not None:
-                log.warning("runner stopped itself", reason=self.runner.stop_reason)
-                self.exit_code = 1
-                break
-            dead = self._dead_critical()
-            if dead:
-                log.error("critical task died; exiting so the supervisor restarts us", task=dead)
-                self.exit_code = 1
-                break
-            if self._exit_event.is_set():
-                break
+        await self._exit_event.wait()
+        if self.runner is not None and self.runner.stop_reason is not None:
+            log.warning("runner stopped itself", reason=self.runner.stop_reason)
+            self.exit_code = 1
+            return
+        dead = self.control.dead_critical()
+        if dead:
+            log.error("critical task died; exiting so the supervisor restarts us", task=dead)
+            self.exit_code = 1
 
     async def shutdown(self) -> None:
         self._draining = True
@@ -255,11 +299,8 @@ class Daemon:
         if self.actions is not None:  # in-flight deliveries finish; pending ones wait for a restart
             grace = min(5.0, self.config.daemon.graceful_shutdown_timeout.total_seconds())
             await self.actions.stop(grace)
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks is not None:
+            await self.tasks.close()
         if self.http is not None:
             await self.http.stop()
         if self.store is not None:
@@ -272,20 +313,19 @@ class Daemon:
     def _current_token(self) -> str | None:
         return self.http_token.get_secret_value() if self.http_token else None
 
-    def _guard(self, cp: CheckpointConfig, gate: OverlapGate | None = None) -> GuardedCheckpoint:
+    def guard(self, cp: CheckpointConfig, gate: OverlapGate | None = None) -> GuardedCheckpoint:
+        """A new checkpoint object for ``cp``; a changed one keeps its ``gate`` (overlap)."""
         # Runs load and validate on the daemon's own executor: asyncio.Runner waits for the
         # default executor's threads at exit, which would let one busy run outlast the drain.
         checkpoint = Checkpoint(cp, clock=self.clock, executor=self.executor)
         return GuardedCheckpoint(checkpoint, metrics=self.metrics, clock=self.clock, gate=gate)
 
-    def _build_sources(self, cp: CheckpointConfig) -> list[TriggerSource]:
+    def build_sources(self, cp: CheckpointConfig) -> list[TriggerSource]:
+        """The trigger sources of ``cp``, built but not started."""
         assert self.store is not None
         return build_sources(
             cp, state=self.store, metrics=self.metrics, clock=self.clock, kafka=self.kafka
         )
-
-    def _start_sources(self, cp: CheckpointConfig) -> None:
-        self.triggers.start(cp.name, self._build_sources(cp))
 
     async def _emit(self, event: TriggerEvent) -> bool:
         """Every trigger's path in: journal, then wait for a pool slot (backpressure).
@@ -307,74 +347,40 @@ class Daemon:
             self.metrics.observe_trigger_lag(event.type, lag)
         return accepted
 
-    async def handle(self, items: Sequence[tuple[CheckpointResult, TriggerEvent | None]]) -> None:
-        """ResultSink: count, log, and finish file triggers (move on success/failure)."""
-        for result, event in items:
-            # A run of a checkpoint a reload removed must not bring its metric series back.
-            if result.checkpoint in self.checkpoints:
-                self.metrics.observe_result(result)
-            log.info(
-                "run finished",
-                run_id=result.run_id,
-                checkpoint=result.checkpoint,
-                status=result.status.value,
-                duration=round(result.duration_seconds, 4),
-                attempt=result.attempt,
-                error=result.error,
-            )
-            if event is not None and event.type == "file" and result.status is not Status.SKIPPED:
-                for source in self.triggers.sources(result.checkpoint):
-                    finish = getattr(source, "finish", None)
-                    if finish is not None:
-                        await finish(event, result.status.is_ok)
-
     async def _collect_recovered(self, entries: list[JournalEntry]) -> None:
         self._recovered.extend(entries)
-
-    async def _recover(self) -> int:
-        """Journal rows a crash (or a drain) left behind: re-run or mark interrupted; how many."""
-        assert self.store is not None
-        assert self.runner is not None
-        entries = list(self._recovered)
-        if self.config.daemon.on_crash == "rerun":
-            entries += await self.store.journal_entries(state="interrupted")
-        if not entries:
-            return 0
-        self.metrics.runs_recovered(len(entries))
-        policy = self.config.daemon.on_crash
-        log.warning("recovering runs left unfinished", count=len(entries), policy=policy)
-        for entry in entries:
-            if policy == "rerun" and entry.checkpoint in self.checkpoints:
-                await self.runner.resubmit_event(entry.checkpoint, entry.to_event())
-            else:
-                await self.store.journal_mark(entry.key, entry.checkpoint, "interrupted")
-        return len(entries)
 
     # -------------------------------------------------------------- tasks
 
     def _spawn(
-        self, coro: Awaitable[Any], name: str, *, critical: bool = False
-    ) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        if critical:
-            self._critical.append(task)
-            task.add_done_callback(self._critical_done)
-        return task
+        self, coro: Coroutine[Any, Any, object], name: str, *, critical: bool = False
+    ) -> asyncio.Task[None]:
+        assert self.tasks is not None, "the daemon's tasks start inside serve()"
+        return self.tasks.spawn(coro, name, critical=critical)
 
-    def _critical_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or self.draining or task not in self._critical:
+    def _critical_ended(self, task: str, how: str) -> None:
+        if self.draining:
             return
-        exc = task.exception()
-        log.error(
-            "critical task ended",
-            task=task.get_name(),
-            error=repr(exc) if exc is not None else "returned",
-        )
-        if self._exit_event is not None:  # main_loop notices it at once, not within a second
+        log.error("critical task ended", task=task, error=how)
+        if self._exit_event is not None:  # main_loop sees control.dead_critical() name it
             self._exit_event.set()
+
+    async def _watch_parts(self) -> None:
+        """Wake main_loop when the store or the runner stops by itself (their tasks are
+        their own, not the TaskGroup's): wait for whichever ends first."""
+        assert self._exit_event is not None
+        assert self.runner is not None
+        assert self.store is not None
+        parts = [
+            asyncio.ensure_future(self.runner.wait_stopping()),
+            asyncio.ensure_future(self.store.wait_ended()),
+        ]
+        try:
+            await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for part in parts:
+                part.cancel()
+        self._exit_event.set()
 
     async def _wait_trigger(self, trigger: Awaitable[Any]) -> None:
         await trigger
@@ -387,48 +393,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self.handle_exit, signal.SIGINT)
             loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
 
-    def watch_config(self, enabled: bool) -> None:
-        """Start or stop reloading when the config file changes (``daemon.watch_config``)."""
-        watching = self._config_watch is not None and not self._config_watch.done()
-        if enabled and not watching and self.config.source is not None:
-            self._config_watch = self._spawn(
-                self.control.watch_config_loop(), "watch-config", critical=True
-            )
-        elif not enabled and watching:
-            task, self._config_watch = self._config_watch, None
-            assert task is not None
-            self._critical.remove(task)  # its end is not a failure now
-            if task is not asyncio.current_task():
-                task.cancel()
-            # else: the watcher's own reload turned watching off; its loop returns once
-            # the reload is done (cancelling it here would cut the reload short).
-
-    def _dead_critical(self) -> str | None:
-        if self.store is not None and not self.store.healthy:
-            return "store-writer"
-        if self.runner is not None and not self.runner.healthy:
-            return "runner"
-        for task in self._critical:
-            if task.done() and not task.cancelled():
-                return task.get_name()
-        return None
-
     def sweep_retention_now(self, retention: RetentionConfig) -> None:
         """Keep what ``retention`` says from now on, starting with a sweep at once."""
-        if self.store is not None:
-            self.store.retention = retention
-            self._retention_wake.set()
-
-    async def _retention_loop(self) -> None:
-        assert self.store is not None
-        while True:
-            try:
-                report = await self.store.apply_retention()
-                if report != RetentionReport():
-                    log.info("retention applied", report=str(report))
-            except CheckpointdError as exc:
-                log.error("retention failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RETENTION_EVERY):
-                    await self._retention_wake.wait()
-            self._retention_wake.clear()
+        if self.retention is not None:
+            self.retention.sweep_now(retention)

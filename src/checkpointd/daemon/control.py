@@ -1,77 +1,82 @@
 """What operators ask of a running daemon: health, readiness, overview, manual runs, reload.
 
 The HTTP layer (``daemon/http.py``) calls these through its ``DaemonApi``
-protocol; signals and the config watcher call :meth:`DaemonControl.reload`.
-
-A reload is all or nothing: the file is parsed and validated, then every new
-checkpoint and trigger source is built, and only when all of that worked does
-anything running change. Then, in order: removed checkpoints' triggers stop
-and their metric series go; changed checkpoints get new objects (a run in
-flight keeps the object, hence the config, it started with); live daemon
-settings apply; new trigger sources start.
+protocol; signals and the config watcher reload through
+:class:`~checkpointd.daemon.reload.Reloader`, which :class:`DaemonControl`
+holds. Neither knows the daemon's class: each names what it needs of it as a
+Protocol (:class:`ControlledDaemon`, :class:`~checkpointd.daemon.reload.Reloadable`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import gc
-import hashlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import structlog
+from typing import TYPE_CHECKING, Any, Protocol
 
 from checkpointd.checkpoints.result import CheckpointResult, format_timestamp
-from checkpointd.config import Config, diff_configs, load_config
-from checkpointd.config.diff import ConfigDiff
-from checkpointd.daemon.http import ServiceUnavailable, is_loopback
-from checkpointd.errors import CheckpointdError, ConfigError
+from checkpointd.daemon.http import ServiceUnavailable
+from checkpointd.daemon.reload import Reloadable, Reloader, ReloadResult
 from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
-from checkpointd.logs import configure_logging
-from checkpointd.protocols import TriggerSource
-from checkpointd.runtime.config import AsyncRunnerConfig
+from checkpointd.protocols import ScheduledSource
 
 if TYPE_CHECKING:
-    from checkpointd.daemon.app import Daemon
-    from checkpointd.runtime.overlap import GuardedCheckpoint
+    from checkpointd.clock import Clock
+    from checkpointd.daemon.looplag import LoopLagMonitor
+    from checkpointd.protocols import Emit, Store
+    from checkpointd.triggers.kafka import KafkaHub
 
-log = structlog.get_logger("checkpointd.control")
+__all__ = ["ControlledDaemon", "DaemonControl", "ReloadResult"]
 
 LOOP_RESPONSIVE_SECONDS = 5.0
 """/healthz fails when the event loop lagged more than this."""
 
-WATCH_CONFIG_EVERY = 1.0
 
-BREATHE_EVERY = 50
-"""Items a reload builds or registers between two yields to the loop (each is ~0.1-0.2 ms:
-50 keep any one step of a 1,000-checkpoint reload to a few milliseconds)."""
+class ControlledDaemon(Reloadable, Protocol):
+    """The daemon as its control sees it (:class:`~checkpointd.daemon.app.Daemon` is one):
+    what a reload needs, and the parts health, readiness and the queries read."""
 
+    @property
+    def clock(self) -> Clock: ...
 
-@dataclass(frozen=True)
-class ReloadResult:
-    ok: bool
-    summary: str
-    errors: list[str] = field(default_factory=list)
+    @property
+    def looplag(self) -> LoopLagMonitor: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def kafka(self) -> KafkaHub | None: ...
 
 
 class DaemonControl:
-    """Operator-facing behaviour of a :class:`~checkpointd.daemon.app.Daemon`; it is the
-    ``DaemonApi`` the HTTP layer serves."""
+    """Operator-facing behaviour of a daemon; it is the ``DaemonApi`` the HTTP layer serves.
 
-    def __init__(self, daemon: Daemon) -> None:
+    ``emit`` is the daemon's way in for events, the one its triggers use: a manual run
+    is journaled and queued like any other.
+    """
+
+    def __init__(self, daemon: ControlledDaemon, *, emit: Emit) -> None:
         self.daemon = daemon
+        self._emit = emit
+        self.reloader = Reloader(daemon, status_line=self.status_line)
 
     # ------------------------------------------------------------ health
 
     def is_healthy(self) -> bool:
         return self.health()[0]
 
+    def dead_critical(self) -> str | None:
+        """What stopped although it should run until shutdown (``store-writer``, ``runner``,
+        a critical task's name), or None."""
+        daemon = self.daemon
+        if daemon.store is not None and not daemon.store.healthy:
+            return "store-writer"
+        if daemon.runner is not None and not daemon.runner.healthy:
+            return "runner"
+        return daemon.tasks.dead if daemon.tasks is not None else None
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         lag = self.daemon.looplag.current_lag()
-        dead = self.daemon._dead_critical()
+        dead = self.dead_critical()
         dead_sources = self.daemon.triggers.dead()
         ok = lag < LOOP_RESPONSIVE_SECONDS and dead is None
         return ok, {
@@ -85,7 +90,7 @@ class DaemonControl:
             "config_loaded": True,
             # writable, not just healthy: a full disk turns the daemon unready, not dead.
             "store_writable": self.daemon.store is not None and self.daemon.store.writable,
-            "triggers_started": self.daemon._started,
+            "triggers_started": self.daemon.started,
             "draining": self.daemon.draining,
             # A daemon that cannot reach its broker hears nothing from Kafka: not ready.
             "kafka_connected": self.daemon.kafka is None or self.daemon.kafka.ready,
@@ -119,7 +124,7 @@ class DaemonControl:
             last = latest.get(name)
             next_fire = None
             for source in self.daemon.triggers.sources(name):
-                when = getattr(source, "next_fire_time", None)
+                when = source.next_fire_time if isinstance(source, ScheduledSource) else None
                 if when is not None and (next_fire is None or when < next_fire):
                     next_fire = when
             out.append(
@@ -158,7 +163,7 @@ class DaemonControl:
         """
         if name not in self.daemon.checkpoints:
             return None
-        if not self.daemon._started or self.daemon.draining:
+        if not self.daemon.started or self.daemon.draining:
             raise ServiceUnavailable("checkpointd is not taking runs now (starting or draining)")
         run_id = uuid7()
         event = TriggerEvent(
@@ -168,185 +173,16 @@ class DaemonControl:
             checkpoint=name,
             run_id=run_id,
         )
-        if not await self.daemon._emit(event):
+        if not await self._emit(event):
             raise ServiceUnavailable("checkpointd is not taking runs now (draining)")
         return run_id
 
     # ----------------------------------------------------------- reload
 
     async def reload(self, reason: str) -> ReloadResult:
-        """Parse and validate first; apply only what changed; never apply an invalid config."""
-        assert self.daemon._reload_lock is not None
-        async with self.daemon._reload_lock:
-            if not self.daemon._started or self.daemon.draining:
-                log.warning("reload ignored: checkpointd is starting or draining", reason=reason)
-                return ReloadResult(
-                    False, "not reloading now", ["checkpointd is starting or draining"]
-                )
-            source = self.daemon.config.source
-            if source is None:
-                return ReloadResult(False, "no config file to reload", ["config has no source"])
-            self.daemon.notifier.reloading()
-            try:
-                return await self._reload(source, reason)
-            finally:
-                self.daemon.notifier.ready()
-                self.daemon.notifier.status(self.status_line())
+        """Re-read the config file (see :meth:`Reloader.reload`)."""
+        return await self.reloader.reload(reason)
 
-    async def _reload(self, source: Path, reason: str) -> ReloadResult:
-        try:
-            # Both in a worker thread: parsing is slow and the diff compares every
-            # checkpoint (configs are frozen, so reading the current one there is safe).
-            new, diff = await asyncio.to_thread(_load_and_diff, source, self.daemon.config)
-        except ConfigError as exc:
-            return self._refused(reason, [str(i) for i in exc.issues])
-        unsafe = self._unsafe(new)
-        if unsafe is not None:
-            return self._refused(reason, [unsafe])
-        try:
-            plan = await self._prepare(new, diff)
-        except (ValueError, CheckpointdError) as exc:
-            return self._refused(reason, [f"{source}: {exc}"])
-        await self._apply(new, diff, plan)
-        self.daemon.metrics.config_reload_succeeded()
-        summary = diff.describe()
-        log.info("config reloaded", reason=reason, changes=summary)
-        return ReloadResult(True, summary)
-
-    def _refused(self, reason: str, errors: list[str]) -> ReloadResult:
-        self.daemon.metrics.config_reload_failed()
-        for error in errors:
-            log.error("reload refused: config invalid", issue=error, reason=reason)
-        return ReloadResult(False, "config invalid; still running the previous one", errors)
-
-    def _unsafe(self, new: Config) -> str | None:
-        """Why ``new`` must not take effect on the listener that is open now, or None."""
-        if new.daemon.http.token is not None or self.daemon.insecure:
-            return None
-        host = self.daemon.config.daemon.http.host  # listen changes wait for a restart
-        if is_loopback(host):
-            return None
-        return (
-            f"daemon.http.token: removing the token would leave {host} open to anyone; "
-            "keep a token, or restart with --insecure"
-        )
-
-    async def _prepare(self, new: Config, diff: ConfigDiff) -> _Plan:
-        """Build every object the new config needs; raises before anything running changed."""
-        daemon = self.daemon
-        by_name = {cp.name: cp for cp in new.checkpoints}
-        plan = _Plan()
-        for n, name in enumerate(diff.added, 1):
-            cp = by_name[name]
-            plan.guards[name] = daemon._guard(cp)
-            plan.sources[name] = daemon._build_sources(cp)
-            await _breathe(n)
-        for n, change in enumerate(diff.changed, 1):
-            cp = by_name[change.name]
-            plan.guards[change.name] = daemon._guard(cp, daemon.checkpoints[change.name].gate)
-            if change.triggers_changed:
-                plan.sources[change.name] = daemon._build_sources(cp)
-            await _breathe(n)
-        return plan
-
-    async def _apply(self, new: Config, diff: ConfigDiff, plan: _Plan) -> None:
-        """Swap the prepared objects in; in-flight runs keep the objects they began with."""
-        daemon = self.daemon
-        runner = daemon.runner
-        assert runner is not None
-        if diff.needs_restart:
-            log.warning(
-                "some changes need a restart to take effect", keys=sorted(diff.restart_required)
-            )
-        # Triggers first: no event may reach a checkpoint between its removal and the rest.
-        await daemon.triggers.stop_many([*diff.removed, *plan.sources])
-        for name in diff.removed:
-            daemon.checkpoints.pop(name, None)
-            runner.remove_checkpoint(name)
-            daemon.metrics.remove_checkpoint(name)
-        for name, guarded in plan.guards.items():
-            daemon.checkpoints[name] = guarded
-            runner.add_checkpoint(guarded)
-        daemon.config = new
-        self._apply_live(new, diff)
-        await daemon.triggers.start_many(plan.sources)
-        # Zero-valued series for the new names (the changed ones have theirs already).
-        for n, name in enumerate(diff.added, 1):
-            daemon.metrics.register_checkpoint(name)
-            await _breathe(n)
-
-    def _apply_live(self, new: Config, diff: ConfigDiff) -> None:
-        daemon, d = self.daemon, new.daemon
-        runner = daemon.runner
-        assert runner is not None
-        live = set(diff.live)
-        if live & {"daemon.log.level", "daemon.log.format"}:
-            configure_logging(d.log.level, d.log.format)
-        daemon.http_token = d.http.token
-        if "daemon.max_concurrent_checkpoints" in live:
-            # Threads first, so that a grown pool's runs never wait for one.
-            daemon.executor.resize(d.max_concurrent_checkpoints)
-            runner.resize(d.max_concurrent_checkpoints)
-            daemon.metrics.set_pool_slots(d.max_concurrent_checkpoints)
-        # The result queue is sized once; the runner's other knobs it reads each time it
-        # needs them.
-        runner.config = dataclasses.replace(
-            AsyncRunnerConfig.from_daemon(d),
-            result_queue_size=runner.config.result_queue_size,
-        )
-        if "daemon.watch_config" in live:
-            daemon.watch_config(d.watch_config)
-        if live & {"daemon.retention.max_age", "daemon.retention.max_runs_per_checkpoint"}:
-            daemon.sweep_retention_now(d.retention)
-
-    async def watch_config_loop(self) -> None:
-        """``daemon.watch_config: true``: reload when the file's content changes."""
-        path = self.daemon.config.source
-        assert path is not None
-        last = _fingerprint(path)
-        while self.daemon.config.daemon.watch_config:
-            await asyncio.sleep(WATCH_CONFIG_EVERY)
-            current = _fingerprint(path)
-            if current is not None and current != last:
-                last = current
-                await self.reload("file-changed")
-
-
-def _load_and_diff(path: Path, current: Config) -> tuple[Config, ConfigDiff]:
-    """``load_config`` with the cyclic garbage collector paused, and its diff to ``current``.
-
-    Parsing a big file keeps hundreds of thousands of YAML nodes alive at once; the
-    collections that allocation triggers each walk all of them, and a collection stops
-    every thread, the event loop's included: 0.15-0.2 s of CPU per collection with 1,000
-    checkpoints (bench/reload.py). The parse makes no cyclic garbage worth collecting;
-    what it leaves behind is freed by reference counting when the nodes go.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        new = load_config(path)
-    finally:
-        if enabled:
-            gc.enable()
-    return new, diff_configs(current, new)
-
-
-async def _breathe(done: int) -> None:
-    """Let the loop run other work every ``BREATHE_EVERY`` items of a long reload step."""
-    if done % BREATHE_EVERY == 0:
-        await asyncio.sleep(0)
-
-
-@dataclass
-class _Plan:
-    """What a reload will swap in: new checkpoint objects and trigger sources, by name."""
-
-    guards: dict[str, GuardedCheckpoint] = field(default_factory=dict)
-    sources: dict[str, list[TriggerSource]] = field(default_factory=dict)
-
-
-def _fingerprint(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+    def watch_config(self, enabled: bool) -> None:
+        """Start or stop reloading when the config file changes (``daemon.watch_config``)."""
+        self.reloader.watch_config(enabled)

@@ -111,38 +111,75 @@ class Metrics:
         # remove_checkpoint() drops exactly the series that exist.
         self._series: dict[str, set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
 
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, labels, namespace=NAMESPACE, registry=registry)
+        self._create_run_metrics()
+        self._create_pool_metrics()
+        self._create_trigger_metrics()
+        self._create_config_metrics()
+        self._create_loop_metrics()
+        self.build_info = self._gauge(
+            "build_info", "Always 1; labelled with the version.", ("version",)
+        )
+        self.build_info.labels(version=version or _package_version()).set(1)
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(name, doc, labels, namespace=NAMESPACE, registry=registry)
+        if process_metrics:
+            _ProcessCollector(registry=registry, proc=proc)
+            PlatformCollector(registry=registry)
 
-        self.runs_total = counter(
+    # ------------------------------------------------------------- creation
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def _gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def _histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(
+            name, doc, labels, namespace=NAMESPACE, registry=self._registry, buckets=buckets
+        )
+
+    def _create_run_metrics(self) -> None:
+        self.runs_total = self._counter(
             "runs", "Checkpoint runs finished, by final status.", ("checkpoint", "status")
         )
-        self.run_duration_seconds = Histogram(
+        self.run_duration_seconds = self._histogram(
             "run_duration_seconds",
             "Wall-clock duration of checkpoint runs that executed (skipped runs excluded).",
             ("checkpoint",),
-            namespace=NAMESPACE,
-            registry=registry,
-            buckets=RUN_DURATION_BUCKETS,
+            RUN_DURATION_BUCKETS,
         )
-        self.runs_in_flight = gauge("runs_in_flight", "Checkpoint runs executing right now.")
-        self.pool_slots = gauge(
+        self.runs_in_flight = self._gauge("runs_in_flight", "Checkpoint runs executing right now.")
+        self.runs_skipped_total = self._counter(
+            "runs_skipped", "Runs not started, by reason.", ("reason",)
+        )
+        self.recovered_runs_total = self._counter(
+            "recovered_runs", "Unfinished journal entries recovered at start-up."
+        )
+        self.last_success_timestamp_seconds = self._gauge(
+            "last_success_timestamp_seconds",
+            "Unix time at which the checkpoint last finished with success or warning.",
+            ("checkpoint",),
+        )
+
+    def _create_pool_metrics(self) -> None:
+        self.pool_slots = self._gauge(
             "pool_slots", "Size of the run pool (daemon.max_concurrent_checkpoints)."
         )
-        self.result_queue_depth = gauge(
+        self.result_queue_depth = self._gauge(
             "result_queue_depth", "Results waiting to be stored by the result sink."
         )
-        self.result_queue_capacity = gauge(
+        self.result_queue_capacity = self._gauge(
             "result_queue_capacity", "Bound of the result queue (daemon.result_queue_size)."
         )
-        self.backpressure_wait_seconds_total = counter(
+        self.backpressure_wait_seconds_total = self._counter(
             "backpressure_wait_seconds",
             "Seconds the pool spent waiting for room in a full result queue.",
         )
-        self.trigger_events_total = counter(
+
+    def _create_trigger_metrics(self) -> None:
+        self.trigger_events_total = self._counter(
             "trigger_events",
             "Trigger events accepted, by trigger type and matched checkpoint.",
             ("trigger_type", "checkpoint"),
@@ -151,62 +188,46 @@ class Metrics:
         # time and hides spikes between scrapes; the histogram keeps every
         # event, aggregates across instances and gives quantiles over any
         # window. Labelled by trigger type only, so it stays a few series.
-        self.trigger_lag_seconds = Histogram(
+        self.trigger_lag_seconds = self._histogram(
             "trigger_lag_seconds",
             "Delay between a trigger firing and its run starting.",
             ("trigger_type",),
-            namespace=NAMESPACE,
-            registry=registry,
-            buckets=TRIGGER_LAG_BUCKETS,
+            TRIGGER_LAG_BUCKETS,
         )
-        self.schedule_misfires_total = counter(
+        self.schedule_misfires_total = self._counter(
             "schedule_misfires", "Scheduled fire times missed past their grace period."
         )
-        self.runs_skipped_total = counter(
-            "runs_skipped", "Runs not started, by reason.", ("reason",)
-        )
-        self.recovered_runs_total = counter(
-            "recovered_runs", "Unfinished journal entries recovered at start-up."
-        )
-        self.config_reloads_total = counter(
-            "config_reloads", "Configuration reload attempts, by result.", ("result",)
-        )
-        self.config_last_reload_successful = gauge(
-            "config_last_reload_successful", "1 if the last configuration (re)load succeeded."
-        )
-        self.config_last_reload_success_timestamp_seconds = gauge(
-            "config_last_reload_success_timestamp_seconds",
-            "Unix time of the last successful configuration (re)load.",
-        )
-        self.event_loop_lag_seconds = gauge(
-            "event_loop_lag_seconds", "How late the event loop woke a timer, last sample."
-        )
-        self.asyncio_tasks = gauge(
-            "asyncio_tasks", "Unfinished asyncio tasks on the daemon's event loop (leak check)."
-        )
-        # Read at scrape time, which happens on the loop (the /metrics handler).
-        self.asyncio_tasks.set_function(_count_tasks)
-        self.last_success_timestamp_seconds = gauge(
-            "last_success_timestamp_seconds",
-            "Unix time at which the checkpoint last finished with success or warning.",
-            ("checkpoint",),
-        )
-        self.file_trigger_refused_total = counter(
+        self.file_trigger_refused_total = self._counter(
             "file_trigger_refused",
             "Files a file trigger refused to hand to a run, by reason.",
             ("reason",),
         )
-        self.build_info = gauge("build_info", "Always 1; labelled with the version.", ("version",))
-        self.build_info.labels(version=version or _package_version()).set(1)
 
+    def _create_config_metrics(self) -> None:
+        self.config_reloads_total = self._counter(
+            "config_reloads", "Configuration reload attempts, by result.", ("result",)
+        )
+        self.config_last_reload_successful = self._gauge(
+            "config_last_reload_successful", "1 if the last configuration (re)load succeeded."
+        )
+        self.config_last_reload_success_timestamp_seconds = self._gauge(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+        )
         # Pre-create the fixed label values so rate() and alerts see a 0
         # before the first event instead of a missing series.
         for result in ("success", "failure"):
             self.config_reloads_total.labels(result=result)
 
-        if process_metrics:
-            _ProcessCollector(registry=registry, proc=proc)
-            PlatformCollector(registry=registry)
+    def _create_loop_metrics(self) -> None:
+        self.event_loop_lag_seconds = self._gauge(
+            "event_loop_lag_seconds", "How late the event loop woke a timer, last sample."
+        )
+        self.asyncio_tasks = self._gauge(
+            "asyncio_tasks", "Unfinished asyncio tasks on the daemon's event loop (leak check)."
+        )
+        # Read at scrape time, which happens on the loop (the /metrics handler).
+        self.asyncio_tasks.set_function(_count_tasks)
 
     @property
     def registry(self) -> CollectorRegistry:

@@ -83,11 +83,14 @@ async def run_checkpoints_parallel(
                 await pool.cancel()
     results = [future.result() for future in futures]
     if len(results) < len(pending):
-        cause = first_failure[0]
-        now = clock.now()
-        reason = f"not started: {cause.checkpoint!r} ended with {cause.status.value}"
-        results.extend(
-            outcome_result(cp.name, None, Status.SKIPPED, now, now, reason)
-            for cp in pending[len(results) :]
-        )
+        results.extend(_not_started(pending[len(results) :], first_failure[0], clock))
     return results
+
+
+def _not_started(
+    checkpoints: list[RunnableCheckpoint], cause: CheckpointResult, clock: Clock
+) -> list[CheckpointResult]:
+    """SKIPPED results for the checkpoints a failure stopped before they started."""
+    now = clock.now()
+    reason = f"not started: {cause.checkpoint!r} ended with {cause.status.value}"
+    return [outcome_result(cp.name, None, Status.SKIPPED, now, now, reason) for cp in checkpoints]

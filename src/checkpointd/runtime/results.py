@@ -118,6 +118,11 @@ class ResultStream:
             raise StopAsyncIteration
         return item[0]
 
+    def release_with(self, release: Callable[[], object]) -> None:
+        """Call ``release`` when the stream closes (the router's weakref finalizer: it must be
+        made after the stream, whose collection it also watches)."""
+        self._release = release
+
     async def aclose(self) -> None:
         """Stop reading; results this stream did not read stay with the sink and journal."""
         self._done = True
@@ -185,7 +190,7 @@ class ResultRouter:
             return ResultStream(feed, timeout, None)
         self._subscribers.add(feed)
         stream = ResultStream(feed, timeout, None)
-        stream._release = weakref.finalize(stream, self._unsubscribe, feed)
+        stream.release_with(weakref.finalize(stream, self._unsubscribe, feed))
         return stream
 
     async def finish(self, budget: float) -> None:

@@ -34,13 +34,15 @@ from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.errors import RunnerError
 from checkpointd.events import TriggerEvent
 from checkpointd.logs import get_logger
-from checkpointd.protocols import ResultSink, RunJournal, RunnableCheckpoint
+from checkpointd.protocols import ResultSink, RunJournal, RunnableCheckpoint, TriggerSource
 from checkpointd.runtime.config import AsyncRunnerConfig
 from checkpointd.runtime.parallel import CheckpointPool
 from checkpointd.runtime.results import ResultRouter, ResultStream
 from checkpointd.runtime.runs import ResultItem, outcome_result
+from checkpointd.runtime.sources import SourceTasks
 from checkpointd.runtime.stats import RunnerStats
 from checkpointd.triggers.base import AsyncTrigger
+from checkpointd.triggers.polled import PolledSource
 
 __all__ = ["AsyncCheckpointRunner", "AsyncRunnerConfig", "RunnerStats"]
 
@@ -65,7 +67,7 @@ class AsyncCheckpointRunner:
         checkpoints: Iterable[RunnableCheckpoint] = (),
         config: AsyncRunnerConfig | None = None,
         *,
-        triggers: Mapping[str, Sequence[AsyncTrigger]] | None = None,
+        triggers: Mapping[str, Sequence[AsyncTrigger | TriggerSource]] | None = None,
         journal: RunJournal | None = None,
         sink: ResultSink | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -79,13 +81,14 @@ class AsyncCheckpointRunner:
         self._journal = journal
         self._clock = clock
         self._state = _NEW
-        self._triggers: list[tuple[str, AsyncTrigger]] = []
+        self._sources = SourceTasks(self.submit_event, on_crash=self._request_stop)
         for name, listed in (triggers or {}).items():
             for trigger in listed:
                 self.add_trigger(name, trigger)
         self._stop_reason: str | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._queue: asyncio.Queue[ResultItem | None] = asyncio.Queue(
             maxsize=self.config.result_queue_size
         )
@@ -105,9 +108,6 @@ class AsyncCheckpointRunner:
             subscriber_size=self.config.result_queue_size,
             on_crash=lambda exc: self._request_stop(f"the result consumer crashed: {exc!r}"),
         )
-        self._pollers: set[asyncio.Task[None]] = set()
-        self._idle_pollers: set[asyncio.Task[None]] = set()
-        self._started_triggers: list[AsyncTrigger] = []
         self._by_status: Counter[Status] = Counter()
         self._consecutive_failures = 0
         self._duplicates = 0
@@ -180,12 +180,27 @@ class AsyncCheckpointRunner:
 
     # ------------------------------------------------------------ life cycle
 
-    def add_trigger(self, name: str, trigger: AsyncTrigger) -> None:
-        """Poll ``trigger`` and run checkpoint ``name`` on its events (before ``start_async``)."""
+    def add_trigger(self, name: str, trigger: AsyncTrigger | TriggerSource) -> None:
+        """Run checkpoint ``name`` on the events of ``trigger`` (before ``start_async``).
+
+        A polled trigger (``should_trigger_async``) is asked every
+        ``trigger_poll_interval``; any other :class:`~checkpointd.protocols.TriggerSource`
+        (the daemon's schedule, file and Kafka sources among them) pushes its events.
+        """
         if self._state != _NEW:
             raise RunnerError("triggers can only be added before the runner starts")
         self._checkpoint(name)
-        self._triggers.append((name, trigger))
+        if isinstance(trigger, AsyncTrigger):
+            trigger = PolledSource(
+                trigger,
+                interval=self.config.trigger_poll_interval,
+                on_error=self._trigger_failed,
+            )
+        self._sources.add(name, trigger)
+
+    def _trigger_failed(self, what: str, trigger: str, exc: Exception) -> None:
+        self._trigger_errors += 1
+        _log.error(what, trigger=trigger, error=repr(exc))
 
     async def start_async(self) -> None:
         """Start the pool, the result consumer, and one polling task per trigger."""
@@ -194,31 +209,33 @@ class AsyncCheckpointRunner:
         self._state = _RUNNING
         await self._pool.start()
         self._router.start()
-        for name, trigger in self._triggers:
-            try:
-                await trigger.start()
-            except Exception as exc:
-                self._stop_reason = f"trigger {trigger.name!r} of {name!r} failed to start: {exc!r}"
-                await self.stop_async()
-                raise RunnerError(self._stop_reason) from exc
-            self._started_triggers.append(trigger)
-        for name, trigger in self._triggers:
-            task = asyncio.create_task(self._poll(name, trigger), name=f"poll:{trigger.name}")
-            self._pollers.add(task)
-            task.add_done_callback(self._poller_done)
+        try:
+            await self._sources.start()
+        except RunnerError as exc:
+            self._stop_reason = str(exc)
+            await self.stop_async()
+            raise
 
     async def stop_async(self) -> None:
         """Stop triggers, drain or cancel runs, deliver every result; see the module docs."""
         if self._state == _NEW:
             self._state = _STOPPED
             self._stop_reason = self._stop_reason or _STOP_CALLED
+            self._stopping.set()
             self._stopped.set()
             return
         if self._stop_task is None:
             self._stop_reason = self._stop_reason or _STOP_CALLED
+            self._stopping.set()
             self._stop_task = asyncio.create_task(self._shutdown(), name="checkpointd-runner-stop")
         # Shielded: a caller giving up on waiting must not abort the shutdown halfway.
         await asyncio.shield(self._stop_task)
+
+    async def wait_stopping(self) -> str:
+        """Wait until the runner begins to stop (stop_async, or by itself); returns why."""
+        await self._stopping.wait()
+        assert self._stop_reason is not None
+        return self._stop_reason
 
     async def wait_stopped(self) -> str:
         """Wait until the runner has stopped (by stop_async or by itself); returns stop_reason."""
@@ -373,6 +390,7 @@ class AsyncCheckpointRunner:
         if self._stop_task is not None or self._state != _RUNNING:
             return
         self._stop_reason = reason
+        self._stopping.set()
         _log.warning("runner stopping", reason=reason)
         # A task, not an await: this is called from inside a pool worker,
         # which the shutdown waits for.
@@ -405,63 +423,17 @@ class AsyncCheckpointRunner:
         if event is not None and self._journal is not None:
             await self._journal.journal_mark_running(event, checkpoint.name)
 
-    async def _poll(self, name: str, trigger: AsyncTrigger) -> None:
-        me = asyncio.current_task()
-        assert me is not None
-        interval = self.config.trigger_poll_interval
-        # In the idle set the poller may be cancelled at stop; while it is
-        # handing over an event it is left to finish, so the event is not lost.
-        self._idle_pollers.add(me)
-        while self._state == _RUNNING:
-            try:
-                event = await trigger.should_trigger_async()
-            except Exception as exc:
-                self._trigger_errors += 1
-                _log.error("trigger poll failed", trigger=trigger.name, error=repr(exc))
-                event = None
-            if event is not None:
-                self._idle_pollers.discard(me)
-                try:
-                    await self.submit_event(name, event)
-                except RunnerError:
-                    return
-                except Exception as exc:
-                    self._trigger_errors += 1
-                    _log.error("trigger event not accepted", trigger=trigger.name, error=repr(exc))
-                if self._state != _RUNNING:
-                    return
-                self._idle_pollers.add(me)
-            await asyncio.sleep(interval)
-
-    def _poller_done(self, task: asyncio.Task[None]) -> None:
-        self._idle_pollers.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._request_stop(f"trigger poller {task.get_name()!r} crashed: {task.exception()!r}")
-
     async def _shutdown(self) -> None:
         self._state = _STOPPING
         grace = self.config.graceful_shutdown_timeout
-        # 1. Triggers: no new events. Pollers handing over an event finish that.
-        idle = list(self._idle_pollers)
-        for task in idle:
-            task.cancel()
-        if idle:
-            await asyncio.wait(idle)
-        for trigger in self._started_triggers:
-            try:
-                await trigger.stop()
-            except Exception as exc:
-                _log.error("trigger failed to stop", trigger=trigger.name, error=repr(exc))
+        # 1. Triggers: no new events. Sources handing over an event finish that.
+        await self._sources.stop_idle()
         # 2. Runs: finish within the grace period, then cancel (cancelled results
         #    that find the queue full spill over instead of waiting).
         drained = await self._pool.shutdown(grace, overflow=self._spill)
         if not drained:
             _log.warning("runs cancelled at shutdown", grace_seconds=grace)
-        busy = [task for task in self._pollers if not task.done()]
-        if busy:  # only pollers stuck in a journal write can still be here
-            _done, stuck = await asyncio.wait(busy, timeout=grace)
-            for task in stuck:
-                task.cancel()
+        await self._sources.wait_busy(grace)
         # 3. Results: everything queued reaches the sink and journal.
         await self._router.finish(grace)
         self._state = _STOPPED

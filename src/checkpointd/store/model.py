@@ -1,5 +1,5 @@
-"""The values the store hands out (journal entries, retention counts) and its
-column encodings (timestamps, JSON).
+"""The values the store hands out (journal entries, outbox deliveries, retention counts)
+and its column encodings (timestamps, JSON). Backend-neutral: every backend returns these.
 
 The encodings run for every run the daemon stores (a result is two timestamps
 and a JSON document, its journal row a few more), so they are written for
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
+from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.events import TriggerEvent
 
 if TYPE_CHECKING:
-    from checkpointd.checkpoints.result import CheckpointResult, ValidatorResult
+    from checkpointd.checkpoints.result import ValidatorResult
 
 JournalState = Literal["accepted", "running", "done", "failed", "interrupted"]
 """accepted → running → done | failed | interrupted."""
@@ -31,6 +32,15 @@ JOURNAL_STATES: Final[tuple[JournalState, ...]] = get_args(JournalState)
 UNFINISHED_STATES: Final[tuple[JournalState, ...]] = ("accepted", "running")
 """States a crash can leave behind; ``Store.open`` hands such rows to ``on_recover``."""
 FINISHED_STATES: Final[tuple[JournalState, ...]] = ("done", "failed", "interrupted")
+
+NotificationKind = Literal["notify", "recovered"]
+"""``notify``: the run's status is news. ``recovered``: the checkpoint is back to
+success after a status the action had reported (PagerDuty resolves, Slack says so)."""
+
+DeliveryStatus = Literal["pending", "delivered", "dead"]
+"""pending → delivered | dead; an operator moves dead → pending again."""
+
+DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = get_args(DeliveryStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +229,88 @@ JOURNAL_COLUMNS: Final = (
     "key, checkpoint, trigger_type, params, records, fired_at, state, accepted_at, "
     "updated_at, attempts, run_id"
 )
+
+
+# ------------------------------------------------------------------ the outbox
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One delivery and how far it got."""
+
+    id: str
+    run_id: str
+    checkpoint: str
+    action: str
+    action_type: str
+    position: int
+    stage: int
+    kind: NotificationKind
+    previous_status: Status | None
+    destination: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    last_status_code: int | None
+    run_status: str | None
+    result: CheckpointResult | None = None
+    """Loaded only by ``outbox_due`` (what the dispatcher sends)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``checkpointd deliveries`` and ``/api/v1/deliveries``."""
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "checkpoint": self.checkpoint,
+            "run_status": self.run_status,
+            "action": self.action,
+            "action_type": self.action_type,
+            "kind": self.kind,
+            "previous_status": self.previous_status.value if self.previous_status else None,
+            "destination": self.destination,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": db_time(self.next_attempt_at) if self.status == "pending" else None,
+            "created_at": db_time(self.created_at),
+            "updated_at": db_time(self.updated_at),
+            "delivered_at": db_time(self.delivered_at) if self.delivered_at else None,
+            "last_error": self.last_error,
+            "last_status_code": self.last_status_code,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery to write with a result (``DeliveryPlan.rows``)."""
+
+    id: str
+    run_id: str
+    checkpoint: str
+    action: str
+    action_type: str
+    position: int
+    stage: int
+    kind: NotificationKind
+    previous_status: Status | None
+    destination: str
+    result_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPlan:
+    """What a batch of results calls for: the deliveries to write, and each checkpoint's
+    last verdict after the batch (the "previous status" of its next run)."""
+
+    written_at: datetime
+    """Stamps the rows (created, updated, first due): the planner's clock, not the store's."""
+    rows: Sequence[NewDelivery] = ()
+    last_status: Mapping[str, Status] = field(default_factory=dict)
+
+
+DeliveryPlanner = Callable[[Mapping[str, Status]], DeliveryPlan]
+"""Decides, given each checkpoint's last verdict, what a batch of results calls for; the store
+runs it inside the transaction that stores the results (``Store.save_results``)."""

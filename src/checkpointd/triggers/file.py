@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import importlib
 import os
-import shutil
-import stat
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -34,10 +30,11 @@ from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import FileTrigger
 from checkpointd.events import TriggerEvent
 from checkpointd.protocols import Emit, StateStore
+from checkpointd.triggers.file_listing import scan_directories
+from checkpointd.triggers.file_move import move_file
 from checkpointd.triggers.filescan import (
     Decision,
     Entry,
-    EntryKind,
     Listing,
     Rules,
     Tracker,
@@ -45,7 +42,7 @@ from checkpointd.triggers.filescan import (
     is_within,
 )
 
-__all__ = ["FileSource", "WatchFactory", "move_file", "scan_directories"]
+__all__ = ["FileSource", "WatchFactory"]
 
 _LOG = structlog.get_logger("checkpointd.trigger.file")
 
@@ -62,172 +59,6 @@ class _StopEvent(Protocol):
 WatchFactory = Callable[[Sequence[str], _StopEvent], AsyncIterator[object]]
 """Makes a change-notification stream over some directories (``watchfiles.awatch`` shape);
 each item only means "something changed, scan now". It ends when the stop event is set."""
-
-
-def _kind(mode: int) -> EntryKind:
-    if stat.S_ISREG(mode):  # checked first: nearly every entry is a regular file
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    return "other"
-
-
-def _describe(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-def scan_directories(
-    roots: Sequence[str],
-    rules: Rules,
-    *,
-    recursive: bool = False,
-    exclude: frozenset[str] = frozenset(),
-    monotonic: Callable[[], float] = time.monotonic,
-) -> Listing:
-    """List the candidate files under absolute ``roots`` (blocking: run it in a thread).
-
-    Only ``lstat`` is used. Symlinked directories are never followed, sub-directories whose
-    name matches an ignore glob or that are in ``exclude`` are not entered, and in a
-    non-recursive scan a sub-directory whose name matches the pattern is listed (to be refused).
-    """
-    started = monotonic()
-    entries: dict[str, Entry] = {}
-    markers: set[str] = set()
-    failed: dict[str, str] = {}
-    for root in roots:
-        root_real = os.path.realpath(root)
-        stack = [(root, root_real, "")]
-        while stack:
-            directory, real_dir, rel = stack.pop()
-            try:
-                with os.scandir(directory) as listing:
-                    for item in listing:
-                        name = item.name
-                        relpath = rel + name
-                        if recursive:
-                            try:
-                                is_dir = item.is_dir(follow_symlinks=False)
-                            except OSError:
-                                continue
-                            if is_dir:
-                                real_sub = os.path.join(real_dir, name)
-                                if (
-                                    item.path not in exclude
-                                    and real_sub not in exclude
-                                    and not rules.is_ignored(name, relpath)
-                                ):
-                                    stack.append((item.path, real_sub, relpath + "/"))
-                                continue
-                        verdict = rules.verdict(name, relpath)
-                        if verdict == "ignored":
-                            continue
-                        try:
-                            st = item.stat(follow_symlinks=False)
-                        except OSError:
-                            continue  # gone between listing and lstat
-                        kind = _kind(st.st_mode)
-                        if verdict == "marker":
-                            if kind == "file":
-                                markers.add(directory)
-                        elif kind == "symlink":
-                            resolved = os.path.realpath(item.path)
-                            entries[item.path] = Entry(
-                                item.path,
-                                root,
-                                st.st_size,
-                                st.st_mtime_ns,
-                                kind,
-                                resolved,
-                                root_real,
-                            )
-                        else:
-                            # Reached through real directories only: it cannot lead outside.
-                            entries[item.path] = Entry(
-                                item.path, root, st.st_size, st.st_mtime_ns, kind
-                            )
-            except FileNotFoundError as exc:
-                # A sub-directory removed since its parent was listed is simply gone.
-                if directory == root:
-                    failed[directory] = _describe(exc)
-            except OSError as exc:
-                failed[directory] = _describe(exc)
-    return Listing(list(entries.values()), started, monotonic(), frozenset(markers), failed)
-
-
-def _free_names(name: str) -> Iterator[str]:
-    """``name``, then ``stem.1.ext``, ``stem.2.ext``, … (the extension is everything after the
-    first dot that is not leading, so ``a.csv.gz`` becomes ``a.1.csv.gz``)."""
-    yield name
-    dot = name.find(".", 1)
-    stem, ext = (name, "") if dot < 0 else (name[:dot], name[dot:])
-    n = 1
-    while True:
-        yield f"{stem}.{n}{ext}"
-        n += 1
-
-
-def _copy_into(src: str, target_dir: str, name: str) -> str:
-    """Cross-filesystem move: reserve a free name with O_EXCL, copy, then remove the source."""
-    # O_NOFOLLOW | O_NONBLOCK: if the path was swapped for a symlink or FIFO since lstat,
-    # fail instead of following it or blocking the worker thread forever.
-    src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        st = os.fstat(src_fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "no longer a regular file", src)
-        for candidate in _free_names(name):
-            dst = os.path.join(target_dir, candidate)
-            try:
-                dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                continue
-            try:
-                with os.fdopen(src_fd, "rb", closefd=False) as fin, os.fdopen(dst_fd, "wb") as out:
-                    shutil.copyfileobj(fin, out, 1 << 20)
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(dst)
-                raise
-            os.unlink(src)
-            return dst
-    finally:
-        os.close(src_fd)
-    raise AssertionError("unreachable: _free_names never ends")  # pragma: no cover
-
-
-def move_file(path: str, version: tuple[int, int], target_dir: str) -> str | None:
-    """Move the file at ``path`` into ``target_dir`` (created if needed), keeping its name or
-    adding ``.N`` before the extension when that name is taken; never overwrites.
-
-    Returns the new path, or None when ``path`` is no longer the regular file of that
-    ``(size, mtime_ns)`` version (it was replaced or removed: moving it would steal a newer
-    version before it fires). Blocking: run it in a thread.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != version:
-        return None
-    os.makedirs(target_dir, exist_ok=True)
-    name = os.path.basename(path)
-    for candidate in _free_names(name):
-        dst = os.path.join(target_dir, candidate)
-        try:
-            # A hard link then unlink is a rename that refuses to overwrite.
-            os.link(path, dst, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-                return _copy_into(path, target_dir, name)
-            raise
-        os.unlink(path)
-        return dst
-    raise AssertionError("unreachable: _free_names never ends")  # pragma: no cover
 
 
 def _watchfiles_factory(recursive: bool) -> WatchFactory | None:

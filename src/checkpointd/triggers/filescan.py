@@ -1,7 +1,7 @@
 """The file trigger's decisions, with no I/O: which names count, which entries are refused,
 when a file version is stable, and its idempotency key.
 
-The scanner in ``triggers/file.py`` lists directories and hands over what it saw; a
+The scanner in ``triggers/file_listing.py`` lists directories and hands over what it saw; a
 :class:`Tracker` turns successive listings into "these versions are ready to fire".
 
 Stability is measured on the daemon's own monotonic clock, never from a file's mtime: a file is

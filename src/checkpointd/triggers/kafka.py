@@ -1,12 +1,15 @@
 """The Kafka trigger: one consumer per daemon, messages in, offsets committed once journaled.
 
-Every ``{type: kafka}`` trigger of every checkpoint is a :class:`KafkaSource`
-(the daemon's ``TriggerSource``); running, it attaches a route to the daemon's
-one :class:`KafkaHub`. The hub owns one ``AIOKafkaConsumer`` in one consumer
-group (``kafka.group_id``), subscribed to the union of the routes' topics and
-patterns, and hands every message to the :class:`~.kafka_dispatch.Dispatcher`,
-which routes it through the filters to the matching checkpoints (this is the
-only module that imports aiokafka for consuming).
+Every ``{type: kafka}`` trigger of every checkpoint is a
+:class:`~.kafka_source.KafkaSource` (the daemon's ``TriggerSource``); running,
+it attaches a route to the daemon's one :class:`KafkaHub`. The hub owns one
+``AIOKafkaConsumer`` in one consumer group (``kafka.group_id``), subscribed to
+the union of the routes' topics and patterns, and hands every message to the
+:class:`~.kafka_dispatch.Dispatcher`, which routes it through the filters to the
+matching checkpoints. The hub is made of parts, each in its own module, and
+only they touch aiokafka's consumer: ``kafka_commit`` (commits, rebalances),
+``kafka_partitions`` (backpressure pauses, rewinds), ``kafka_health``
+(readiness, lag).
 
 Delivery: at-least-once in, and each offset (or batch of offsets) run at most
 once to completion per checkpoint, because its journal key
@@ -18,18 +21,12 @@ once to completion per checkpoint, because its journal key
   while triggers attach or detach (a reload, shutdown) are put back and read again
   once the loop has caught up: routed to a trigger that just left, they would count
   as wanted by nobody and be committed unseen.
-- The poll loop never waits for a run. Emits run in tasks; when more than
-  ``max_in_flight`` are outstanding (the pool and result queue are full) every
-  assigned partition is paused and the loop keeps polling, so
-  ``max_poll_interval_ms`` is never exceeded and the group sees a live member;
-  they resume once three quarters of the emits are done. Overload shows as lag,
-  not memory.
-- On revoke: open batches of the revoked partitions are dropped, their
-  in-flight emits are given up to ``settle_timeout`` to finish, what is
-  journaled is committed, and the partitions are forgotten. A failed commit
-  (``CommitFailedError`` after the group moved on, a broker outage) is logged
-  and counted; the next owner re-reads from the last commit, and the journal
-  refuses what this daemon already ran.
+- The poll loop never waits for a run: when runs cannot keep up, partitions are
+  paused and the loop keeps polling (``kafka_partitions``).
+- On revoke, in-flight emits of the revoked partitions get up to
+  ``settle_timeout`` to finish and what is journaled is committed
+  (``kafka_commit``); a failed commit is logged and counted, and the journal
+  refuses what the next owner re-reads.
 - Broker down: the consumer reconnects by itself (and is rebuilt with backoff
   when it cannot start); :attr:`KafkaHub.ready` turns False while the broker
   does not answer, and consumption resumes from the committed offsets.
@@ -40,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import structlog
@@ -49,19 +46,22 @@ from prometheus_client import CollectorRegistry
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.config.models import KafkaConfig
+from checkpointd.protocols import KafkaJournal
+from checkpointd.triggers.kafka_commit import Committer, RebalanceListener
 from checkpointd.triggers.kafka_decode import Rejected
-from checkpointd.triggers.kafka_dispatch import TP, Dispatcher, KafkaMessage, Route
+from checkpointd.triggers.kafka_dispatch import Dispatcher
 from checkpointd.triggers.kafka_filter import Subscription, subscription
-from checkpointd.triggers.kafka_flow import Backpressure, partitions_to_pause, poll_timeout_ms
+from checkpointd.triggers.kafka_health import BrokerHealth
 from checkpointd.triggers.kafka_journal import JournalLookup, StoreJournalLookup
 from checkpointd.triggers.kafka_logs import quiet_aiokafka_repeats
 from checkpointd.triggers.kafka_metrics import KafkaMetrics
-from checkpointd.triggers.kafka_source import KafkaSource
+from checkpointd.triggers.kafka_partitions import PartitionControl
+from checkpointd.triggers.kafka_route import TP, KafkaMessage, Route
 
 # aiokafka (~3 MiB of RSS) is imported where it is used, all of it once a route is
 # attached: a daemon without kafka triggers holds an idle hub and never loads it.
 
-__all__ = ["KafkaHub", "KafkaSource", "client_options"]
+__all__ = ["KafkaHub", "client_options"]
 
 log = structlog.get_logger("checkpointd.trigger.kafka")
 
@@ -86,17 +86,6 @@ def client_options(config: KafkaConfig) -> dict[str, Any]:
             cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
         )
     return options
-
-
-class _Listener:  # a ConsumerRebalanceListener: registered as one in _connect
-    def __init__(self, hub: KafkaHub) -> None:
-        self._hub = hub
-
-    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        await self._hub._revoked([(tp.topic, tp.partition) for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        await self._hub._assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
 class KafkaHub:
@@ -136,38 +125,50 @@ class KafkaHub:
             metrics=metrics,
             max_message_bytes=config.max_message_bytes,
             dead_letter=self._send_dead_letter if config.dead_letter_topic else None,
-            on_failure=self._schedule_rewind,
+            on_failure=self._rewind_later,
             clock=clock,
             max_failure_delay=max_backoff,
         )
-        self._listener = _Listener(self)
         self._consumer: Any = None
         self._producer: Any = None
+        self._committer = Committer(
+            self.dispatcher,
+            metrics,
+            live=self._live_consumer,
+            request_timeout=request_timeout,
+            settle_timeout=settle_timeout,
+        )
+        self._listener = RebalanceListener(self._committer, self.dispatcher, metrics)
+        self._partitions = PartitionControl(
+            self.dispatcher,
+            metrics,
+            max_in_flight=max_in_flight,
+            live=self._live_consumer,
+            spawn=self._helper,
+        )
+        self._health = BrokerHealth(
+            self.dispatcher.tracker, metrics, request_timeout=request_timeout
+        )
         self._subscribed = Subscription()
         self._routes_changed = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._poll: asyncio.Future[Any] | None = None
         self._helpers: set[asyncio.Task[None]] = set()
-        self._rewinding: set[TP] = set()
-        self._flow = Backpressure(max_in_flight)
-        self._pausing = False
-        """Whether the last flow check left partitions paused."""
-        self._connected = False
 
     @classmethod
     def for_daemon(
         cls,
         config: KafkaConfig | None,
         *,
-        store: Any,
+        store: KafkaJournal,
         registry: CollectorRegistry,
         clock: Clock = SYSTEM_CLOCK,
     ) -> KafkaHub:
         """The daemon's hub: ``kafka:`` settings (defaults when absent), journal, metrics.
 
-        ``store`` is the daemon's ``Store`` (its read connection answers the journal
-        questions); the Kafka metrics go on ``registry``.
+        ``store`` is the daemon's ``Store`` (it answers the journal questions); the
+        Kafka metrics go on ``registry``.
         """
         return cls(
             config or KafkaConfig(),
@@ -181,16 +182,16 @@ class KafkaHub:
     @property
     def ready(self) -> bool:
         """False while Kafka triggers exist but the broker does not answer."""
-        return self._connected or not self.dispatcher.routes
+        return self._health.connected or not self.dispatcher.routes
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._health.connected
 
     @property
     def paused(self) -> bool:
         """Whether backpressure has paused consumption right now."""
-        return self._flow.overloaded
+        return self._partitions.overloaded
 
     def attach(self, route: Route) -> None:
         self.dispatcher.attach(route)
@@ -199,7 +200,7 @@ class KafkaHub:
 
     def detach(self, route: Route) -> None:
         for tp in self.dispatcher.detach(route):
-            self._schedule_rewind(tp, 0.0)
+            self._partitions.rewind_later(tp, 0.0)
         self._routes_changed.set()
 
     async def start(self) -> None:
@@ -251,7 +252,7 @@ class KafkaHub:
     async def _connect(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 
-        ConsumerRebalanceListener.register(_Listener)
+        ConsumerRebalanceListener.register(RebalanceListener)
         options = client_options(self.config)
         consumer_options = {
             **options,
@@ -271,11 +272,11 @@ class KafkaHub:
             producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=True)
             self._producer = producer
             await producer.start()
-        self._set_connected(True)
+        self._health.set_connected(True)
         self._subscribed = Subscription()
         self._routes_changed.set()
-        self._helper(self._commit_loop(consumer), "kafka-commit")
-        self._helper(self._probe_loop(consumer), "kafka-probe")
+        self._helper(self._committer.run(consumer, every=self._commit_interval), "kafka-commit")
+        self._helper(self._health.run(consumer, every=self._probe_interval), "kafka-probe")
         log.info("kafka consumer connected", bootstrap=self.config.bootstrap_servers)
 
     async def _consume(self) -> None:
@@ -289,11 +290,11 @@ class KafkaHub:
                     return
                 if wanted != self._subscribed:
                     await self._resubscribe(wanted)
-            self._apply_pause()
+            self._partitions.apply(consumer)
             # Never take more than there is room for: what is not taken stays prefetched.
-            room = self._flow.room(dispatcher.in_flight, self._poll_records)
+            room = self._partitions.room(self._poll_records)
             poll = asyncio.ensure_future(
-                consumer.getmany(timeout_ms=self._poll_timeout(), max_records=room)
+                consumer.getmany(timeout_ms=self._partitions.poll_timeout(), max_records=room)
             )
             self._poll = poll
             try:
@@ -308,9 +309,9 @@ class KafkaHub:
             polled = poll.result()
             now = time.monotonic()
             if polled:
-                if not self._connected:  # records arrived: the broker is back
+                if not self._health.connected:  # records arrived: the broker is back
                     log.info("kafka broker answering again")
-                    self._set_connected(True)
+                    self._health.set_connected(True)
                 await dispatcher.ensure_marks((tp.topic, tp.partition) for tp in polled)
                 # A rebalance may have taken partitions away while the marks were read.
                 ours = consumer.assignment()
@@ -332,7 +333,7 @@ class KafkaHub:
         if not self._subscribed.empty:
             # Commit while the old assignment is still ours: once the subscription
             # changes, aiokafka no longer accepts commits for it.
-            await self._drain(consumer.assignment())
+            await self._committer.drain(consumer.assignment())
         if not self._subscribed.empty and (wanted.pattern is None) != (
             self._subscribed.pattern is None
         ):
@@ -355,15 +356,13 @@ class KafkaHub:
         self._consumer = self._producer = None
         try:
             if consumer is not None and not self._subscribed.empty:
-                await self._drain(consumer.assignment(), consumer)
+                await self._committer.drain(consumer.assignment(), consumer)
             elif not await self.dispatcher.settle(within=self._settle_timeout):
                 await self.dispatcher.cancel()
         finally:
             self.dispatcher.forget(self.dispatcher.tracker.partitions())
             self._subscribed = Subscription()
-            self._flow.overloaded = False
-            self._pausing = False
-            self.metrics.set_paused(0)
+            self._partitions.reset()
             self.metrics.set_lag({})
             for client in (consumer, producer):
                 if client is not None:
@@ -372,171 +371,7 @@ class KafkaHub:
                             await client.stop()
                     except (KafkaError, TimeoutError, OSError) as exc:
                         log.warning("kafka client did not stop cleanly", error=repr(exc))
-            self._set_connected(False)
-
-    async def _drain(self, assignment: Iterable[Any], consumer: Any = None) -> None:
-        """Finish what is in flight, commit it: before a resubscribe or a disconnect."""
-        tps = [(tp.topic, tp.partition) for tp in assignment]
-        for tp in tps:
-            self.dispatcher.hold(tp)
-        if not await self.dispatcher.settle(within=self._settle_timeout):
-            log.warning("kafka emits still running after settle_timeout; cancelling them")
-            await self.dispatcher.cancel()
-        await self._commit(tps, consumer)
-        self.dispatcher.forget(tps)
-
-    # ------------------------------------------------------------ group callbacks
-
-    async def _revoked(self, tps: list[TP]) -> None:
-        if not tps:
-            return
-        for tp in tps:
-            self.dispatcher.hold(tp)  # drops open batches; later fetches are not dispatched
-        settled = await self.dispatcher.settle(tps, within=self._settle_timeout)
-        await self._commit(tps)
-        self.dispatcher.forget(tps)
-        log.info("kafka partitions revoked", partitions=_names(tps), settled=settled)
-
-    async def _assigned(self, tps: list[TP]) -> None:
-        self.metrics.rebalanced()
-        self.dispatcher.assigned(tps)
-        try:
-            await self.dispatcher.ensure_marks(tps)
-        except Exception as exc:  # the poll loop loads them again before dispatching
-            log.warning("could not read batch marks from the journal yet", error=repr(exc))
-        log.info("kafka partitions assigned", partitions=_names(tps))
-
-    # ------------------------------------------------------------ flow control
-
-    def _apply_pause(self) -> None:
-        consumer = self._consumer
-        in_flight = self.dispatcher.in_flight
-        if self._flow.update(in_flight):
-            state = "paused: runs cannot keep up" if self._flow.overloaded else "resumed"
-            log.debug(f"kafka consumption {state}", in_flight=in_flight)
-        held = self.dispatcher.held
-        if not (self._flow.overloaded or held or self._pausing):
-            return  # the common case, once per poll: nothing is or should be paused
-        from aiokafka.structs import TopicPartition
-
-        assigned = set(consumer.assignment())
-        wanted = partitions_to_pause(
-            assigned, {TopicPartition(*tp) for tp in held}, self._flow.overloaded
-        )
-        current = set(consumer.paused()) & assigned
-        if wanted - current:
-            consumer.pause(*(wanted - current))
-        if current - wanted:
-            consumer.resume(*(current - wanted))
-        self._pausing = bool(wanted)
-        self.metrics.set_paused(len(wanted))
-
-    def _poll_timeout(self) -> int:
-        return poll_timeout_ms(
-            self._flow.overloaded, self.dispatcher.next_deadline(), time.monotonic()
-        )
-
-    def _schedule_rewind(self, tp: TP, delay: float) -> None:
-        if tp in self._rewinding or self._consumer is None:
-            return
-        self._rewinding.add(tp)
-        self.dispatcher.hold(tp)
-        self._helper(self._rewind(tp, delay, self._consumer), f"kafka-rewind:{tp[0]}:{tp[1]}")
-
-    async def _rewind(self, tp: TP, delay: float, consumer: Any) -> None:
-        """Read ``tp`` again from its commit position (after a failed emit or a dropped batch)."""
-        from aiokafka.structs import TopicPartition
-
-        try:
-            await asyncio.sleep(delay)
-            state = self.dispatcher.tracker.get(tp)
-            await self.dispatcher.settle([tp])
-            if consumer is not self._consumer or state is None or state.dropped:
-                return  # revoked or reconnected meanwhile: that path re-reads anyway
-            point = state.rewind_point
-            if point is not None:
-                consumer.seek(TopicPartition(*tp), point)
-            self.dispatcher.rewound(tp, state.position)
-            log.info("kafka partition rewound", partition=_names([tp])[0], offset=point)
-        finally:
-            self._rewinding.discard(tp)
-
-    # ------------------------------------------------------------ commits, probe, lag
-
-    async def _commit(self, only: Iterable[TP] | None = None, consumer: Any = None) -> None:
-        from aiokafka.errors import CommitFailedError, KafkaError
-        from aiokafka.structs import TopicPartition
-
-        consumer = consumer if consumer is not None else self._consumer
-        if consumer is None:
-            return
-        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        offsets = {
-            tp: position
-            for tp, position in self.dispatcher.tracker.to_commit(only).items()
-            if tp in assigned
-        }
-        if not offsets:
-            return
-        try:
-            async with asyncio.timeout(self._request_timeout):
-                await consumer.commit({TopicPartition(*tp): pos for tp, pos in offsets.items()})
-        except CommitFailedError as exc:
-            self.metrics.commit_failed()
-            log.warning("kafka commit refused: the group rebalanced", error=str(exc))
-        except (KafkaError, TimeoutError) as exc:
-            self.metrics.commit_failed()
-            log.warning("kafka commit failed; retrying with the next one", error=repr(exc))
-        else:
-            self.dispatcher.tracker.committed(offsets)
-            self.metrics.committed()
-
-    async def _commit_loop(self, consumer: Any) -> None:
-        while True:
-            await asyncio.sleep(self._commit_interval)
-            try:
-                await self._commit(consumer=consumer)
-            except Exception as exc:  # never let commits stop for good
-                self.metrics.commit_failed()
-                log.error("kafka commit crashed; retrying", error=repr(exc))
-
-    async def _probe_loop(self, consumer: Any) -> None:
-        """Readiness and lag, every ``probe_interval``: the broker answers, or it does not."""
-        while True:
-            # While the broker is away, the offsets request would only wait out its timeout.
-            answered = await self._refresh_lag(consumer) if self._connected else False
-            if not answered:
-                # No lag this round (nothing assigned, or the offsets request failed):
-                # a plain metadata request decides whether the broker is there.
-                try:
-                    async with asyncio.timeout(self._request_timeout):
-                        await consumer.topics()
-                    answered = True
-                except Exception as exc:  # any failure to get an answer means "not ready"
-                    if self._connected:
-                        log.warning("kafka broker not answering", error=repr(exc))
-            if answered and not self._connected:
-                log.info("kafka broker answering again")
-            self._set_connected(answered)
-            await asyncio.sleep(self._probe_interval)
-
-    async def _refresh_lag(self, consumer: Any) -> bool:
-        """Update the lag gauges from the partitions' end offsets; False when not possible."""
-        assigned = list(consumer.assignment())
-        if not assigned:
-            self.metrics.set_lag({})
-            return False
-        try:
-            async with asyncio.timeout(self._request_timeout):
-                ends = await consumer.end_offsets(assigned)
-        except Exception as exc:
-            log.debug("kafka end offsets not available", error=repr(exc))
-            return False
-        tracker = self.dispatcher.tracker
-        lags = {(tp.topic, tp.partition): tracker.lag((tp.topic, tp.partition), end)
-                for tp, end in ends.items()}  # fmt: skip
-        self.metrics.set_lag({tp: lag for tp, lag in lags.items() if lag is not None})
-        return True
+            self._health.set_connected(False)
 
     async def _send_dead_letter(self, message: KafkaMessage, rejected: Rejected) -> None:
         producer = self._producer
@@ -558,7 +393,7 @@ class KafkaHub:
 
     # ------------------------------------------------------------ helpers
 
-    def _helper(self, coro: Any, name: str) -> None:
+    def _helper(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._helpers.add(task)
         task.add_done_callback(self._helper_done)
@@ -570,9 +405,11 @@ class KafkaHub:
                 "kafka helper task failed", task=task.get_name(), error=repr(task.exception())
             )
 
-    def _set_connected(self, connected: bool) -> None:
-        self._connected = connected
-        self.metrics.set_connected(connected)
+    def _live_consumer(self) -> Any:
+        return self._consumer
+
+    def _rewind_later(self, tp: TP, delay: float) -> None:
+        self._partitions.rewind_later(tp, delay)
 
 
 def _message(record: Any) -> KafkaMessage:
@@ -592,7 +429,3 @@ def _put_back(consumer: Any, polled: dict[Any, list[Any]], ours: Iterable[Any]) 
     for tp, records in polled.items():
         if records and tp in ours:
             consumer.seek(tp, records[0].offset)
-
-
-def _names(tps: Iterable[TP]) -> list[str]:
-    return sorted(f"{topic}:{partition}" for topic, partition in tps)

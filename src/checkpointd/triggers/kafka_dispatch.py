@@ -1,7 +1,7 @@
 """From consumed Kafka messages to trigger events: decode once, route, hold offsets, emit.
 
-The consumer (``triggers/kafka.py``, the only module that talks to Kafka) hands
-every polled message to :meth:`Dispatcher.dispatch`, which never waits:
+The hub's consumer (``triggers/kafka.py``) hands every polled message to
+:meth:`Dispatcher.dispatch`, which never waits:
 
 1. The value is decoded once. A malformed message is counted by reason and,
    when a dead-letter topic is set, sent there; its offset advances either way.
@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 
 from checkpointd.asyncutils import backoff_delay
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.events import TriggerEvent
-from checkpointd.protocols import Emit
-from checkpointd.triggers.kafka_batch import Batch, BatchBuffer
+from checkpointd.triggers.kafka_batch import Batch
 from checkpointd.triggers.kafka_decode import (
     Rejected,
     batch_key,
@@ -44,61 +43,22 @@ from checkpointd.triggers.kafka_decode import (
     message_params,
     oversized,
 )
-from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
 from checkpointd.triggers.kafka_journal import JournalLookup
 from checkpointd.triggers.kafka_metrics import KafkaMetrics
 from checkpointd.triggers.kafka_offsets import OffsetTracker, PartitionOffsets
+from checkpointd.triggers.kafka_route import TP, KafkaMessage, Route
 
-__all__ = ["TRIGGER_TYPE", "Dispatcher", "KafkaMessage", "Route"]
+__all__ = ["TRIGGER_TYPE", "Dispatcher"]
 
 log = structlog.get_logger("checkpointd.trigger.kafka")
 
 TRIGGER_TYPE = "kafka"
 
-TP = tuple[str, int]
-"""A partition: (topic, partition). aiokafka's ``TopicPartition`` is such a tuple."""
-
-DeadLetter = Callable[["KafkaMessage", Rejected], Awaitable[None]]
+DeadLetter = Callable[[KafkaMessage, Rejected], Awaitable[None]]
 OnFailure = Callable[[TP, float], None]
 
 _REJECT_LOG_EVERY = 10.0
 """Seconds between log lines about malformed messages of one reason (metrics count all)."""
-
-
-class KafkaMessage(NamedTuple):
-    """One consumed record, as plain values (a tuple: one is made per consumed record)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = ()
-    timestamp_ms: int | None = None
-
-
-class Route:
-    """One kafka trigger of one checkpoint, attached to the shared consumer."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        checkpoint: str,
-        selector: TopicSelector,
-        message_filter: MessageFilter,
-        emit: Emit,
-        batch: tuple[int, float] | None = None,
-    ) -> None:
-        self.name = name
-        self.checkpoint = checkpoint
-        self.selector = selector
-        self.filter = message_filter
-        self.emit = emit
-        self.buffer: BatchBuffer[TP] | None = BatchBuffer(*batch) if batch is not None else None
-
-    def __repr__(self) -> str:
-        return f"Route({self.name!r}, {self.selector.describe()})"
 
 
 class Dispatcher:

@@ -1,7 +1,7 @@
 """What the Kafka trigger asks the journal: was this event journaled, how far did batches get.
 
-Two questions, answered from the store's read connection (never waiting for the
-writer):
+Two questions, answered by the store (``protocols.KafkaJournal``) from committed
+rows, never waiting for the writer:
 
 - :meth:`JournalLookup.journaled`: ``emit`` returned False, which means "a
   duplicate of a key already journaled" — but a daemon that is draining or has
@@ -12,35 +12,23 @@ writer):
   checkpoint covered on one partition. A ``kafka_batch`` trigger skips
   messages up to it after a crash or rebalance, so a replay that cuts batches
   differently never checks a message twice.
+
+The store speaks of keys; :class:`StoreJournalLookup` turns a partition into
+the prefix its keys share (``kafka_decode.key_prefix``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-import aiosqlite
-
+from checkpointd.protocols import KafkaJournal
 from checkpointd.triggers.kafka_decode import key_prefix
 
 __all__ = ["JournalLookup", "StoreJournalLookup"]
 
-T = TypeVar("T")
-
-_JOURNALED = "SELECT 1 FROM journal WHERE key = ? AND checkpoint = ? LIMIT 1"
-
-# Keys of one partition are "kafka:{topic}:{partition}:" followed by "{offset}" or
-# "{first}-{last}"; topic names cannot hold ':' so the prefix range is exact.
-_LAST_OFFSET = """
-SELECT MAX(CAST(CASE WHEN instr(rest, '-') > 0 THEN substr(rest, instr(rest, '-') + 1)
-                     ELSE rest END AS INTEGER))
-FROM (SELECT substr(key, ?) AS rest FROM journal
-      WHERE key >= ? AND key < ? AND checkpoint = ?)
-"""
-
 
 class JournalLookup(Protocol):
-    """The two journal questions the Kafka trigger asks."""
+    """The two journal questions the Kafka trigger asks, per partition."""
 
     async def journaled(self, key: str, checkpoint: str) -> bool: ...
 
@@ -49,33 +37,14 @@ class JournalLookup(Protocol):
     ) -> int | None: ...
 
 
-class _Readable(Protocol):
-    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T: ...
-
-
 class StoreJournalLookup:
-    """:class:`JournalLookup` over ``daemon.store.Store`` (its ``read`` connection)."""
+    """:class:`JournalLookup` over the store's :class:`~checkpointd.protocols.KafkaJournal`."""
 
-    def __init__(self, store: _Readable) -> None:
-        self._store = store
+    def __init__(self, journal: KafkaJournal) -> None:
+        self._journal = journal
 
     async def journaled(self, key: str, checkpoint: str) -> bool:
-        async def query(conn: aiosqlite.Connection) -> bool:
-            rows = await conn.execute_fetchall(_JOURNALED, (key, checkpoint))
-            return bool(list(rows))
-
-        return await self._store.read(query)
+        return await self._journal.journal_has(key, checkpoint)
 
     async def last_batch_offset(self, checkpoint: str, topic: str, partition: int) -> int | None:
-        prefix = key_prefix(topic, partition)
-        upper = prefix[:-1] + chr(ord(":") + 1)
-
-        async def query(conn: aiosqlite.Connection) -> int | None:
-            rows: Any = await conn.execute_fetchall(
-                _LAST_OFFSET, (len(prefix) + 1, prefix, upper, checkpoint)
-            )
-            row = next(iter(rows), None)
-            value = row[0] if row is not None else None
-            return int(value) if value is not None else None
-
-        return await self._store.read(query)
+        return await self._journal.journal_last_offset(key_prefix(topic, partition), checkpoint)

@@ -2,25 +2,34 @@
 
 It holds no connection: running, it attaches a route (its topic selector, its
 filter, the daemon's ``emit`` and, for a ``kafka_batch`` data source, the batch
-limits) to the daemon's one :class:`~checkpointd.triggers.kafka.KafkaHub`, and
-detaches it when cancelled (shutdown, or a reload that changed the trigger).
+limits) to the daemon's one consumer, a :class:`RouteHub` (``kafka.KafkaHub``),
+and detaches it when cancelled (shutdown, or a reload that changed the trigger).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from checkpointd.config.models import KafkaBatchSource, KafkaTrigger
 from checkpointd.errors import ConfigError, ConfigIssue
 from checkpointd.protocols import Emit
-from checkpointd.triggers.kafka_dispatch import Route
 from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
+from checkpointd.triggers.kafka_route import Route
 
-if TYPE_CHECKING:
-    from checkpointd.triggers.kafka import KafkaHub
+__all__ = ["KafkaSource", "RouteHub"]
 
-__all__ = ["KafkaSource"]
+
+class RouteHub(Protocol):
+    """What a kafka trigger needs of the shared consumer: a place to attach its route."""
+
+    def attach(self, route: Route) -> None:
+        """Start handing ``route`` the messages it matches."""
+        ...
+
+    def detach(self, route: Route) -> None:
+        """Stop handing ``route`` messages (what its open batches held is read again)."""
+        ...
 
 
 class KafkaSource:
@@ -32,7 +41,7 @@ class KafkaSource:
         index: int,
         spec: KafkaTrigger,
         *,
-        hub: KafkaHub,
+        hub: RouteHub,
         batch: KafkaBatchSource | None = None,
     ) -> None:
         self.checkpoint = checkpoint

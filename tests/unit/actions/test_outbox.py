@@ -15,14 +15,14 @@ from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import FrozenClock
 from checkpointd.config.models import Config
 from checkpointd.errors import StoreError
-from checkpointd.store.sqlite.store import Store
+from checkpointd.store.sqlite.store import SqliteStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     yield store
     await store.close()
 
@@ -45,17 +45,17 @@ def spec(name: str, notify_on="always", stage=0, index=0) -> ActionSpec:
     return ActionSpec("orders", index, name, "webhook", stage, notify_on, False)
 
 
-async def save(store: Store, *results: CheckpointResult, specs=()) -> None:
+async def save(store: SqliteStore, *results: CheckpointResult, specs=()) -> None:
     candidates = [Candidate(r, [(s, f"http://dest-{s.name}") for s in specs]) for r in results]
 
-    async def hook(conn):
-        await outbox.enqueue(conn, candidates, T0)
+    def planner(last):
+        return outbox.plan_deliveries(candidates, last, T0)
 
-    await store.save_results([(r, None) for r in results], extra=hook)
+    await store.save_results([(r, None) for r in results], deliveries=planner)
 
 
-async def rows(store: Store, **kw):
-    return await store.read(lambda conn: outbox.list_entries(conn, limit=1000, **kw))
+async def rows(store: SqliteStore, **kw):
+    return await store.outbox.entries(limit=1000, **kw)
 
 
 async def test_one_row_per_matching_action_in_the_results_transaction(store):
@@ -101,63 +101,52 @@ async def test_later_stages_wait_until_earlier_ones_are_delivered_or_dead(store)
     staged = [spec("first", stage=0), spec("second", stage=1, index=1)]
     await save(store, result(Status.FAILURE), specs=staged)
     later = T0 + timedelta(hours=1)
-    due = await store.read(lambda conn: outbox.due(conn, later))
+    due = await store.outbox.due(later)
     assert [e.action for e in due] == ["first"]
     first = due[0]
-    await store.write(
-        lambda conn: outbox.mark_failed(
-            conn, first.id, T0, attempts=8, error="gave up", status_code=500, retry_at=None
-        ),
-        "dead",
+    await store.outbox.mark_failed(
+        first.id, T0, attempts=8, error="gave up", status_code=500, retry_at=None
     )
-    due = await store.read(lambda conn: outbox.due(conn, later))
+    due = await store.outbox.due(later)
     assert [e.action for e in due] == ["second"]
-    assert due[0].delivery().result.checkpoint == "orders"
+    assert outbox.delivery_of(due[0]).result.checkpoint == "orders"
 
 
 async def test_busy_ids_blocked_destinations_and_future_retries_are_not_due(store):
     await save(store, result(Status.FAILURE), specs=[spec("a"), spec("b", index=1)])
     a, b = sorted(await rows(store), key=lambda e: e.action)
     retry_at = T0 + timedelta(seconds=30)
-    await store.write(
-        lambda conn: outbox.mark_failed(
-            conn, b.id, T0, attempts=1, error="503", status_code=503, retry_at=retry_at
-        ),
-        "retry",
+    await store.outbox.mark_failed(
+        b.id, T0, attempts=1, error="503", status_code=503, retry_at=retry_at
     )
     now = T0 + timedelta(seconds=1)
-    assert [e.action for e in await store.read(lambda c: outbox.due(c, now))] == ["a"]
-    assert await store.read(lambda c: outbox.due(c, now, busy=[a.id])) == []
-    assert await store.read(lambda c: outbox.due(c, now, blocked=["http://dest-a"])) == []
-    assert await store.read(lambda c: outbox.next_due(c, busy=[a.id])) == retry_at
+    assert [e.action for e in await store.outbox.due(now)] == ["a"]
+    assert await store.outbox.due(now, busy=[a.id]) == []
+    assert await store.outbox.due(now, blocked=["http://dest-a"]) == []
+    assert await store.outbox.next_due(busy=[a.id]) == retry_at
 
 
 async def test_requeue_brings_dead_deliveries_back_with_fresh_attempts(store):
     await save(store, result(Status.FAILURE), specs=[spec("a"), spec("b", index=1)])
     a, b = sorted(await rows(store), key=lambda e: e.action)
     for entry in (a, b):
-        await store.write(
-            lambda conn, e=entry: outbox.mark_failed(
-                conn, e.id, T0, attempts=3, error="HTTP 500", status_code=500, retry_at=None
-            ),
-            "dead",
+        await store.outbox.mark_failed(
+            entry.id, T0, attempts=3, error="HTTP 500", status_code=500, retry_at=None
         )
-    counts = await store.read(outbox.counts)
+    counts = await store.outbox.counts()
     assert counts == {"pending": 0, "delivered": 0, "dead": 2}
-    requeued = await store.write(lambda c: outbox.requeue(c, T0, [a.id, "nope"]), "requeue")
+    requeued = await store.outbox.requeue(T0, [a.id, "nope"])
     assert requeued == [a.id]
-    again = await store.read(lambda c: outbox.get_entry(c, a.id))
+    again = await store.outbox.get(a.id)
     assert (again.status, again.attempts, again.last_error) == ("pending", 0, "HTTP 500")
-    assert await store.write(lambda c: outbox.requeue(c, T0, None), "requeue all") == [b.id]
+    assert await store.outbox.requeue(T0, None) == [b.id]
 
 
 async def test_delivered_rows_are_pruned_after_keep_delivered(store):
     await save(store, result(Status.FAILURE), specs=[spec("a"), spec("b", index=1)])
     a, b = sorted(await rows(store), key=lambda e: e.action)
-    await store.write(
-        lambda c: outbox.mark_delivered(c, a.id, T0, attempts=1, status_code=200), "delivered"
-    )
-    pruned = await store.write(lambda c: outbox.prune_delivered(c, T0 + timedelta(days=8)), "prune")
+    await store.outbox.mark_delivered(a.id, T0, attempts=1, status_code=200)
+    pruned = await store.outbox.prune_delivered(T0 + timedelta(days=8))
     assert pruned == 1
     assert [e.id for e in await rows(store)] == [b.id]  # pending rows are never pruned
 
@@ -204,7 +193,7 @@ async def test_the_journal_adapter_writes_deliveries_with_the_result(tmp_path):
                           "actions": {"list": [{"type": "webhook", "url": "http://127.0.0.1:9/h/SECRET",
                                                 "notify_on": "always"}]}}]}
     )  # fmt: skip
-    store = await Store.open(tmp_path / "state", synchronous="NORMAL")
+    store = await SqliteStore.open(tmp_path / "state", synchronous="NORMAL")
     service = ActionService(lambda: config, store, clock=FrozenClock(T0))
     try:
         run = result(Status.FAILURE)

@@ -27,7 +27,7 @@ from checkpointd.ids import uuid7
 from checkpointd.protocols import RunJournal
 from checkpointd.store.model import JournalEntry, RetentionReport
 from checkpointd.store.sqlite.schema import LATEST_VERSION, Migration, current_version, migrate
-from checkpointd.store.sqlite.store import DB_FILE_NAME, Store
+from checkpointd.store.sqlite.store import DB_FILE_NAME, SqliteStore
 from checkpointd.store.statelock import acquire_state_dir
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -45,7 +45,7 @@ def state_dir(tmp_path):
 
 @pytest.fixture
 async def store(state_dir, clock):
-    async with await Store.open(state_dir, clock=clock) as opened:
+    async with await SqliteStore.open(state_dir, clock=clock) as opened:
         yield opened
 
 
@@ -101,22 +101,22 @@ async def test_open_creates_a_wal_database_at_the_latest_schema(store, state_dir
 
 
 async def test_reopening_keeps_the_data_and_applies_no_migration_twice(state_dir, clock):
-    async with await Store.open(state_dir, clock=clock) as store:
+    async with await SqliteStore.open(state_dir, clock=clock) as store:
         await store.set_state("schedule", "last", "x")
-    async with await Store.open(state_dir, clock=clock) as store:
+    async with await SqliteStore.open(state_dir, clock=clock) as store:
         assert await store.get_state("schedule", "last") == "x"
     with raw(state_dir) as conn:
         assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (LATEST_VERSION,)
 
 
 async def test_a_database_newer_than_the_code_is_refused_and_the_dir_released(state_dir):
-    async with await Store.open(state_dir):
+    async with await SqliteStore.open(state_dir):
         pass
     with raw(state_dir) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99, 'from the future', 'now')")
 
     with pytest.raises(StoreError, match="schema version 99, newer than this checkpointd"):
-        await Store.open(state_dir)
+        await SqliteStore.open(state_dir)
 
     acquire_state_dir(state_dir).release()  # the failed open did not keep the lock
 
@@ -126,26 +126,26 @@ async def test_a_file_that_is_not_a_database_is_a_store_error(state_dir):
     (state_dir / DB_FILE_NAME).write_bytes(b"this is not sqlite" * 100)
 
     with pytest.raises(StoreError, match=DB_FILE_NAME):
-        await Store.open(state_dir)
+        await SqliteStore.open(state_dir)
 
 
 async def test_a_second_store_on_the_same_dir_is_refused_with_our_pid(store, state_dir):
     with pytest.raises(StateDirInUseError, match=f"in use by pid {os.getpid()}"):
-        await Store.open(state_dir)
+        await SqliteStore.open(state_dir)
 
 
 async def test_closing_releases_the_dir(state_dir):
-    store = await Store.open(state_dir)
+    store = await SqliteStore.open(state_dir)
     await store.close()
     await store.close()  # idempotent
 
-    async with await Store.open(state_dir) as again:
+    async with await SqliteStore.open(state_dir) as again:
         assert again.healthy
     assert not store.healthy
 
 
 async def test_writes_and_reads_after_close_are_store_errors(state_dir):
-    store = await Store.open(state_dir)
+    store = await SqliteStore.open(state_dir)
     await store.close()
 
     with pytest.raises(StoreError, match="closed"):
@@ -192,9 +192,9 @@ async def test_duplicates_in_one_group_commit_are_accepted_exactly_once(store):
 
 
 async def test_a_duplicate_key_is_refused_after_a_restart(state_dir):
-    async with await Store.open(state_dir) as store:
+    async with await SqliteStore.open(state_dir) as store:
         assert await store.journal_accept(event("file:/in/a.csv:10:99"), "landing")
-    async with await Store.open(state_dir, on_recover=_ignore) as store:
+    async with await SqliteStore.open(state_dir, on_recover=_ignore) as store:
         assert await store.journal_accept(event("file:/in/a.csv:10:99"), "landing") is False
 
 
@@ -253,7 +253,7 @@ async def test_rows_a_crash_left_unfinished_go_to_on_recover(state_dir, clock):
     waiting = event("w", type="file", fired_at=fired, params={"path": "/in/w.csv"})
     running = event("r", records=[{"id": 7, "amount": 1.5}])
     finished = event("f")
-    async with await Store.open(state_dir, clock=clock) as store:
+    async with await SqliteStore.open(state_dir, clock=clock) as store:
         for ev in (waiting, running, finished):
             await store.journal_accept(ev, "orders")
         await store.journal_mark_running(running, "orders")
@@ -263,7 +263,7 @@ async def test_rows_a_crash_left_unfinished_go_to_on_recover(state_dir, clock):
     async def on_recover(entries):
         seen.append(entries)
 
-    async with await Store.open(state_dir, clock=clock, on_recover=on_recover) as store:
+    async with await SqliteStore.open(state_dir, clock=clock, on_recover=on_recover) as store:
         recovered = store.recovered
 
     assert len(seen) == 1
@@ -288,9 +288,9 @@ async def test_rows_a_crash_left_unfinished_go_to_on_recover(state_dir, clock):
 
 
 async def test_recovered_rows_marked_interrupted_are_not_offered_again(state_dir):
-    async with await Store.open(state_dir) as store:
+    async with await SqliteStore.open(state_dir) as store:
         await store.journal_accept(event("a"), "orders")
-    async with await Store.open(state_dir, on_recover=_ignore) as store:
+    async with await SqliteStore.open(state_dir, on_recover=_ignore) as store:
         for entry in store.recovered:
             await store.journal_mark(entry.key, entry.checkpoint, "interrupted")
     calls = []
@@ -298,21 +298,21 @@ async def test_recovered_rows_marked_interrupted_are_not_offered_again(state_dir
     async def on_recover(entries):
         calls.append(entries)
 
-    async with await Store.open(state_dir, on_recover=on_recover) as store:
+    async with await SqliteStore.open(state_dir, on_recover=on_recover) as store:
         assert store.recovered == ()
     assert calls == []
 
 
 async def test_a_failing_recover_hook_fails_open_and_releases_the_dir(state_dir):
-    async with await Store.open(state_dir) as store:
+    async with await SqliteStore.open(state_dir) as store:
         await store.journal_accept(event("a"), "orders")
 
     async def on_recover(entries):
         raise RuntimeError("cannot decide")
 
     with pytest.raises(RuntimeError, match="cannot decide"):
-        await Store.open(state_dir, on_recover=on_recover)
-    async with await Store.open(state_dir, on_recover=_ignore) as store:
+        await SqliteStore.open(state_dir, on_recover=on_recover)
+    async with await SqliteStore.open(state_dir, on_recover=_ignore) as store:
         assert [e.key for e in store.recovered] == ["a"]
 
 
@@ -431,14 +431,14 @@ async def test_concurrent_writers_share_commits(store):
 
 
 async def test_writes_queued_before_close_are_committed(state_dir):
-    store = await Store.open(state_dir)
+    store = await SqliteStore.open(state_dir)
     saves = [asyncio.create_task(store.save_results([(result(), None)])) for _ in range(50)]
     await asyncio.sleep(0)  # let every task enqueue its write
 
     await store.close()
 
     await asyncio.gather(*saves)
-    async with await Store.open(state_dir) as again:
+    async with await SqliteStore.open(state_dir) as again:
         assert await again.count_runs() == 50
 
 
@@ -498,12 +498,12 @@ async def test_write_returns_what_the_function_returns(store):
 
 
 async def test_component_state_is_kept_per_namespace(state_dir, clock):
-    async with await Store.open(state_dir, clock=clock) as store:
+    async with await SqliteStore.open(state_dir, clock=clock) as store:
         await store.set_state("schedule", "orders#0", "2026-03-01T12:00:00Z")
         await store.set_state("schedule", "orders#0", "2026-03-01T12:15:00Z")
         await store.set_state("other", "orders#0", "unrelated")
         assert await store.get_state("schedule", "missing") is None
-    async with await Store.open(state_dir, clock=clock) as store:
+    async with await SqliteStore.open(state_dir, clock=clock) as store:
         assert await store.get_state("schedule", "orders#0") == "2026-03-01T12:15:00Z"
         assert await store.get_state("other", "orders#0") == "unrelated"
 
@@ -533,7 +533,7 @@ async def test_seen_keys_are_remembered_in_bulk_and_can_be_forgotten(store):
 
 async def test_retention_keeps_the_newest_runs_per_checkpoint(state_dir, clock):
     retention = RetentionConfig(max_runs_per_checkpoint=3)
-    async with await Store.open(state_dir, clock=clock, retention=retention) as store:
+    async with await SqliteStore.open(state_dir, clock=clock, retention=retention) as store:
         orders = [result("orders", started_at=T0 + timedelta(minutes=m)) for m in range(5)]
         payments = [result("payments", started_at=T0 + timedelta(minutes=m)) for m in range(2)]
         await store.save_results([(r, None) for r in orders + payments])
@@ -550,7 +550,7 @@ async def test_retention_keeps_the_newest_runs_per_checkpoint(state_dir, clock):
 
 async def test_retention_by_age_drops_old_runs_and_finished_journal_rows(state_dir, clock):
     retention = RetentionConfig(max_age=timedelta(days=7))
-    async with await Store.open(state_dir, clock=clock, retention=retention) as store:
+    async with await SqliteStore.open(state_dir, clock=clock, retention=retention) as store:
         old_done, old_open, recent = event("old-done"), event("old-open"), event("recent")
         for ev in (old_done, old_open):
             await store.journal_accept(ev, "orders")
@@ -615,7 +615,7 @@ async def test_a_run_cancelled_by_a_drain_is_journaled_interrupted_so_the_next_s
 
     from checkpointd.checkpoints.result import CheckpointResult, Status
     from checkpointd.events import TriggerEvent
-    from checkpointd.store.sqlite.store import Store
+    from checkpointd.store.sqlite.store import SqliteStore
 
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     event = TriggerEvent(type="file", key="file:/in/a.csv:10:1", fired_at=now, checkpoint="cp")
@@ -627,7 +627,7 @@ async def test_a_run_cancelled_by_a_drain_is_journaled_interrupted_so_the_next_s
         finished_at=now,
         trigger=event.info(),
     )
-    async with await Store.open(tmp_path) as store:
+    async with await SqliteStore.open(tmp_path) as store:
         assert await store.journal_accept(event, "cp")
         await store.save_results([(cancelled, event)])
         interrupted = await store.journal_entries(state="interrupted")
@@ -736,19 +736,19 @@ async def test_a_running_mark_commits_before_the_result_of_its_run(store):
 
 
 async def test_running_marks_queued_at_close_are_committed(state_dir):
-    store = await Store.open(state_dir)
+    store = await SqliteStore.open(state_dir)
     ev = event("orders/0/1")
     await store.journal_accept(ev, "orders")
     await store.journal_mark_running(ev, "orders")
 
     await store.close()
 
-    async with await Store.open(state_dir, on_recover=_ignore) as again:
+    async with await SqliteStore.open(state_dir, on_recover=_ignore) as again:
         assert [(e.state, e.attempts) for e in again.recovered] == [("running", 1)]
 
 
 async def test_marking_running_on_a_closed_store_is_a_store_error(state_dir):
-    store = await Store.open(state_dir)
+    store = await SqliteStore.open(state_dir)
     await store.close()
 
     with pytest.raises(StoreError, match="closed"):

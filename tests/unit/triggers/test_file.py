@@ -23,7 +23,9 @@ from structlog.testing import capture_logs
 from checkpointd.config.models import FileTrigger
 from checkpointd.events import TriggerEvent
 from checkpointd.protocols import TriggerSource
-from checkpointd.triggers.file import FileSource, move_file, scan_directories
+from checkpointd.triggers.file import FileSource
+from checkpointd.triggers.file_listing import scan_directories
+from checkpointd.triggers.file_move import move_file
 from checkpointd.triggers.filescan import Rules
 
 FAST = {"poll_interval": "30ms", "stable_for": "100ms"}

@@ -17,9 +17,10 @@ from prometheus_client import CollectorRegistry
 from checkpointd.config.models import KafkaFilter
 from checkpointd.events import TriggerEvent
 from checkpointd.triggers.kafka_decode import Rejected
-from checkpointd.triggers.kafka_dispatch import Dispatcher, KafkaMessage, Route
+from checkpointd.triggers.kafka_dispatch import Dispatcher
 from checkpointd.triggers.kafka_filter import MessageFilter, TopicSelector
 from checkpointd.triggers.kafka_metrics import KafkaMetrics
+from checkpointd.triggers.kafka_route import KafkaMessage, Route
 
 TOPIC = "orders"
 TP = (TOPIC, 0)

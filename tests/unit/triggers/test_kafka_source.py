@@ -11,7 +11,7 @@ import pytest
 from checkpointd.config.loader import parse_config
 from checkpointd.config.models import KafkaBatchSource, KafkaTrigger
 from checkpointd.errors import ConfigError
-from checkpointd.triggers.kafka_dispatch import Route
+from checkpointd.triggers.kafka_route import Route
 from checkpointd.triggers.kafka_source import KafkaSource
 
 

@@ -175,3 +175,37 @@ async def unseen(conn: aiosqlite.Connection, namespace: str, keys: Iterable[str]
         )
         seen.update(row[0] for row in rows)
     return [key for key in wanted if key not in seen]
+
+
+async def journal_has(conn: aiosqlite.Connection, key: str, checkpoint: str) -> bool:
+    """Whether the journal holds ``key`` for ``checkpoint``."""
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM journal WHERE key = ? AND checkpoint = ? LIMIT 1", (key, checkpoint)
+    )
+    return bool(list(rows))
+
+
+# A key under the prefix ends in "{offset}" or "{first}-{last}" (a message or a batch). The keys
+# that start with the prefix are the range from it to the prefix with its last character
+# incremented: a range the UNIQUE (key, checkpoint) index serves.
+_LAST_OFFSET = """
+SELECT MAX(CAST(CASE WHEN instr(rest, '-') > 0 THEN substr(rest, instr(rest, '-') + 1)
+                     ELSE rest END AS INTEGER))
+FROM (SELECT substr(key, ?) AS rest FROM journal
+      WHERE key >= ? AND key < ? AND checkpoint = ?)
+"""
+
+
+async def journal_last_offset(
+    conn: aiosqlite.Connection, key_prefix: str, checkpoint: str
+) -> int | None:
+    """The highest offset ending a journal key of ``checkpoint`` under ``key_prefix``."""
+    if not key_prefix:
+        raise StoreError("journal_last_offset needs a non-empty key prefix")
+    upper = key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1)
+    rows: Any = await conn.execute_fetchall(
+        _LAST_OFFSET, (len(key_prefix) + 1, key_prefix, upper, checkpoint)
+    )
+    row = next(iter(rows), None)
+    value = row[0] if row is not None else None
+    return int(value) if value is not None else None

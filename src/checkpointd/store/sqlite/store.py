@@ -1,6 +1,6 @@
 """The durable store: journal, run history and component state in one SQLite file.
 
-``Store.open(state_dir)`` locks the directory (one daemon per state dir),
+``SqliteStore.open(state_dir)`` locks the directory (one daemon per state dir),
 opens ``checkpointd.sqlite3`` in WAL mode, applies migrations and hands
 journal rows a crash left unfinished to ``on_recover``. After that:
 
@@ -12,7 +12,7 @@ journal rows a crash left unfinished to ``on_recover``. After that:
   (but ``journal_entries`` waits for queued running marks, so it sees them).
 
 When a write fails because the disk is full (or the file system turned
-read-only or failing), the store turns unwritable (:attr:`Store.writable`
+read-only or failing), the store turns unwritable (:attr:`SqliteStore.writable`
 is False, for ``/readyz``) but keeps running: callers get StoreError, and a
 small probe write every ``probe_interval`` seconds notices when space
 returns, as does any other write that commits.
@@ -40,12 +40,14 @@ from checkpointd.errors import StoreError
 from checkpointd.events import TriggerEvent
 from checkpointd.store.model import (
     UNFINISHED_STATES,
+    DeliveryPlanner,
     JournalEntry,
     JournalState,
     RetentionReport,
     db_time,
     dump_json,
 )
+from checkpointd.store.sqlite import outbox as outbox_rows
 from checkpointd.store.sqlite import queries
 from checkpointd.store.sqlite.ops import (
     AcceptOp,
@@ -58,8 +60,13 @@ from checkpointd.store.sqlite.ops import (
     SetStateOp,
     TransactionHook,
 )
+from checkpointd.store.sqlite.outbox import SqliteOutbox
 from checkpointd.store.sqlite.schema import migrate
-from checkpointd.store.sqlite.writer import StoreWriter, WriterStats
+from checkpointd.store.sqlite.writer import (
+    StoreWriter,
+    WriterStats,
+    check_aiosqlite_internals,
+)
 from checkpointd.store.statelock import StateDirLock, acquire_state_dir
 
 if TYPE_CHECKING:
@@ -83,7 +90,7 @@ RecoverHook = Callable[[list[JournalEntry]], Awaitable[None]]
 Synchronous = Literal["FULL", "NORMAL"]
 
 
-class Store:
+class SqliteStore:
     """The daemon's durable state. Create it with :meth:`open`; close it with :meth:`close`."""
 
     def __init__(
@@ -109,6 +116,7 @@ class Store:
         self._unwritable: str | None = None
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+        self._outbox = SqliteOutbox(self.read, self.write)
         self.recovered: tuple[JournalEntry, ...] = ()
         """The unfinished journal rows found at open (what ``on_recover`` was given)."""
 
@@ -125,7 +133,7 @@ class Store:
         synchronous: Synchronous = "FULL",
         max_batch: int = 1_000,
         probe_interval: float = 1.0,
-    ) -> Store:
+    ) -> SqliteStore:
         """Lock ``state_dir``, open (or create) its database and recover.
 
         Journal rows in state accepted or running (what a crash left behind)
@@ -157,9 +165,10 @@ class Store:
         lock = acquire_state_dir(state_dir)
         db_path = state_dir / DB_FILE_NAME
         conns: list[aiosqlite.Connection] = []
-        store: Store | None = None
+        store: SqliteStore | None = None
         try:
             writer_conn = await _connect(db_path, conns)
+            check_aiosqlite_internals(writer_conn)
             await _setup_writer(writer_conn, db_path, synchronous)
             await migrate(writer_conn, clock.now(), where=str(db_path))
             reader_conn = await _connect(db_path, conns)
@@ -208,7 +217,7 @@ class Store:
             await _close_quietly(self._writer_conn)
             self._lock.release()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> SqliteStore:
         return self
 
     async def __aexit__(
@@ -228,6 +237,12 @@ class Store:
     def healthy(self) -> bool:
         """True while the writer is running (for ``/readyz``)."""
         return not self._closed and self._writer.running
+
+    async def wait_ended(self) -> None:
+        """Return once the store can no longer serve: closed, or its writer stopped."""
+        task = self._writer.task
+        if task is not None:
+            await asyncio.wait([task])
 
     @property
     def writable(self) -> bool:
@@ -293,19 +308,29 @@ class Store:
         self,
         items: Sequence[tuple[CheckpointResult, TriggerEvent | None]],
         extra: TransactionHook | None = None,
+        *,
+        deliveries: DeliveryPlanner | None = None,
     ) -> None:
-        """Store results with their validator rows and mark their journal rows done,
+        """SqliteStore results with their validator rows and mark their journal rows done,
         all in one transaction (shared with other callers' writes).
 
-        ``extra`` runs inside that same transaction after the rows are
-        written: the seam for other modules (the actions outbox) to add their
-        rows atomically with the result. See ``store_writer.TransactionHook``
-        for its rules. A failure anywhere fails this whole call with
-        StoreError and leaves nothing of it behind.
+        ``deliveries`` plans the outbox rows of these results from their checkpoints'
+        last verdicts, read inside that same transaction, so a result and its
+        deliveries commit together. ``extra`` (this backend only) runs inside the
+        transaction after the rows are written; see ``ops.TransactionHook`` for its
+        rules. A failure anywhere fails this whole call with StoreError and leaves
+        nothing of it behind.
         """
+        if deliveries is not None:
+            extra = _with_deliveries(items, deliveries, extra)
         if not items and extra is None:
             return
         await self._writer.submit(SaveOp.build(items, extra, db_time(self._clock.now())))
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        """The outbox rows (``protocols.OutboxStore``)."""
+        return self._outbox
 
     async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]], what: str) -> T:
         """Run ``fn`` inside the writer's transaction and return its result.
@@ -485,6 +510,35 @@ class Store:
             now = db_time(self._clock.now())
             with contextlib.suppress(StoreError):
                 await self._writer.submit(SetStateOp(PROBE_NAMESPACE, "write_probe", now, now))
+
+    # ------------------------------------------------------------ the Kafka trigger's questions
+
+    async def journal_has(self, key: str, checkpoint: str) -> bool:
+        """Whether the journal holds ``key`` for ``checkpoint`` (``protocols.KafkaJournal``)."""
+        return await self.read(lambda conn: queries.journal_has(conn, key, checkpoint))
+
+    async def journal_last_offset(self, key_prefix: str, checkpoint: str) -> int | None:
+        """The highest offset the journal keys of ``checkpoint`` under ``key_prefix`` cover
+        (``{key_prefix}{offset}`` or ``{key_prefix}{first}-{last}``), or None."""
+        return await self.read(
+            lambda conn: queries.journal_last_offset(conn, key_prefix, checkpoint)
+        )
+
+
+def _with_deliveries(
+    items: Sequence[tuple[CheckpointResult, TriggerEvent | None]],
+    deliveries: DeliveryPlanner,
+    extra: TransactionHook | None,
+) -> TransactionHook:
+    checkpoints = [result.checkpoint for result, _ in items]
+
+    async def write_deliveries(conn: aiosqlite.Connection) -> None:
+        last = await outbox_rows.last_statuses(conn, checkpoints)
+        await outbox_rows.write_plan(conn, deliveries(last))
+        if extra is not None:
+            await extra(conn)
+
+    return write_deliveries
 
 
 def _resource_failure(exc: BaseException) -> str | None:

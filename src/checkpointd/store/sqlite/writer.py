@@ -64,6 +64,32 @@ class _Pending:
     posted: bool = False  # nobody awaits it: failures are logged, never raised
 
 
+def check_aiosqlite_internals(conn: aiosqlite.Connection) -> None:
+    """Raise StoreError unless ``conn`` has the two private members the writer uses.
+
+    One thread hop per transaction needs aiosqlite's ``Connection._execute`` (how its own
+    methods reach the connection's thread) and ``Connection._conn`` (the sqlite3
+    connection there). aiosqlite is pinned below 0.23 in pyproject.toml; this check makes
+    an aiosqlite that renamed them fail at store open, with the fix, instead of at the
+    first write.
+    """
+    missing = [
+        name
+        for name, ok in (
+            ("_execute", callable(getattr(conn, "_execute", None))),
+            ("_conn", isinstance(getattr(conn, "_conn", None), sqlite3.Connection)),
+        )
+        if not ok
+    ]
+    if missing:
+        version = getattr(aiosqlite, "__version__", "?")
+        raise StoreError(
+            f"aiosqlite {version} lacks Connection.{' and Connection.'.join(missing)}, which "
+            "the store writer needs: install the aiosqlite version pyproject.toml allows "
+            "(pip install 'aiosqlite>=0.20,<0.23')"
+        )
+
+
 class StoreWriter:
     """Owns the write connection; :meth:`submit` is the only way to write."""
 
