@@ -21,14 +21,17 @@ from typing import Any, Final
 import aiosqlite
 
 from checkpointd.checkpoints.result import CheckpointResult, Status
+from checkpointd.events import TriggerEvent
 from checkpointd.store.model import (
     DELIVERY_STATUSES,
     DeliveryPlan,
+    DeliveryPlanner,
     DeliveryStatus,
     OutboxEntry,
     db_time,
     parse_db_time,
 )
+from checkpointd.store.sqlite.ops import TransactionHook
 
 LAST_STATUS_NAMESPACE: Final = "actions.last_status"
 
@@ -297,6 +300,24 @@ async def counts(conn: aiosqlite.Connection) -> Mapping[DeliveryStatus, int]:
     rows = await conn.execute_fetchall("SELECT status, count(*) FROM action_outbox GROUP BY status")
     found = {row[0]: int(row[1]) for row in rows}
     return {status: found.get(status, 0) for status in DELIVERY_STATUSES}
+
+
+def with_deliveries(
+    items: Sequence[tuple[CheckpointResult, TriggerEvent | None]],
+    deliveries: DeliveryPlanner,
+    extra: TransactionHook | None,
+) -> TransactionHook:
+    """``extra`` preceded by writing the deliveries ``deliveries`` plans for ``items`` (the
+    transaction hook of ``SqliteStore.save_results(deliveries=...)``)."""
+    checkpoints = [result.checkpoint for result, _ in items]
+
+    async def write_deliveries(conn: aiosqlite.Connection) -> None:
+        last = await last_statuses(conn, checkpoints)
+        await write_plan(conn, deliveries(last))
+        if extra is not None:
+            await extra(conn)
+
+    return write_deliveries
 
 
 # ------------------------------------------------------------------ the backend's OutboxStore

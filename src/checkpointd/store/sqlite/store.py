@@ -17,19 +17,18 @@ is False, for ``/readyz``) but keeps running: callers get StoreError, and a
 small probe write every ``probe_interval`` seconds notices when space
 returns, as does any other write that commits.
 
-The store implements :class:`checkpointd.protocols.RunJournal`.
+The store implements :class:`checkpointd.protocols.Store`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import aiosqlite
 import structlog
@@ -47,8 +46,9 @@ from checkpointd.store.model import (
     db_time,
     dump_json,
 )
-from checkpointd.store.sqlite import outbox as outbox_rows
 from checkpointd.store.sqlite import queries
+from checkpointd.store.sqlite.connections import close_quietly, open_connections
+from checkpointd.store.sqlite.health import Writability
 from checkpointd.store.sqlite.ops import (
     AcceptOp,
     CallOp,
@@ -60,13 +60,8 @@ from checkpointd.store.sqlite.ops import (
     SetStateOp,
     TransactionHook,
 )
-from checkpointd.store.sqlite.outbox import SqliteOutbox
-from checkpointd.store.sqlite.schema import migrate
-from checkpointd.store.sqlite.writer import (
-    StoreWriter,
-    WriterStats,
-    check_aiosqlite_internals,
-)
+from checkpointd.store.sqlite.outbox import SqliteOutbox, with_deliveries
+from checkpointd.store.sqlite.writer import StoreWriter, WriterStats
 from checkpointd.store.statelock import StateDirLock, acquire_state_dir
 
 if TYPE_CHECKING:
@@ -77,13 +72,6 @@ T = TypeVar("T")
 DB_FILE_NAME = "checkpointd.sqlite3"
 PROBE_NAMESPACE = "checkpointd.store"
 """kv_state namespace of the write probe (key ``write_probe``: the time of the last probe)."""
-
-_RESOURCE_FAILURES = {
-    sqlite3.SQLITE_FULL: "the disk is full",
-    sqlite3.SQLITE_IOERR: "the file system reported an I/O error",
-    sqlite3.SQLITE_READONLY: "the database is read-only",
-}
-"""Primary SQLite result codes that say the store cannot write at all (not one bad op)."""
 
 _log = structlog.get_logger("checkpointd.store")
 RecoverHook = Callable[[list[JournalEntry]], Awaitable[None]]
@@ -111,10 +99,15 @@ class SqliteStore:
         self._reader_conn = reader_conn
         self._clock = clock
         self._retention = retention
-        self._writer = StoreWriter(writer_conn, max_batch=max_batch, on_outcome=self._write_outcome)
-        self._probe_interval = probe_interval
-        self._unwritable: str | None = None
-        self._probe: asyncio.Task[None] | None = None
+        self._writability = Writability(
+            where=str(state_dir / DB_FILE_NAME),
+            probe=self._write_probe,
+            interval=probe_interval,
+            may_probe=lambda: not self._closed and self._writer.running,
+        )
+        self._writer = StoreWriter(
+            writer_conn, max_batch=max_batch, on_outcome=self._writability.outcome
+        )
         self._closed = False
         self._outbox = SqliteOutbox(self.read, self.write)
         self.recovered: tuple[JournalEntry, ...] = ()
@@ -164,16 +157,11 @@ class SqliteStore:
         state_dir = Path(state_dir)
         lock = acquire_state_dir(state_dir)
         db_path = state_dir / DB_FILE_NAME
-        conns: list[aiosqlite.Connection] = []
         store: SqliteStore | None = None
         try:
-            writer_conn = await _connect(db_path, conns)
-            check_aiosqlite_internals(writer_conn)
-            await _setup_writer(writer_conn, db_path, synchronous)
-            await migrate(writer_conn, clock.now(), where=str(db_path))
-            reader_conn = await _connect(db_path, conns)
-            await _pragmas(reader_conn, db_path, "PRAGMA busy_timeout = 5000")
-            await _pragmas(reader_conn, db_path, "PRAGMA query_only = ON")
+            writer_conn, reader_conn = await open_connections(
+                db_path, synchronous=synchronous, now=clock.now()
+            )
             store = cls(
                 state_dir=state_dir,
                 lock=lock,
@@ -193,8 +181,6 @@ class SqliteStore:
             if store is not None:
                 await store.close()
             else:
-                for conn in conns:
-                    await _close_quietly(conn)
                 lock.release()
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"cannot open {db_path}: {exc}") from exc
@@ -206,15 +192,12 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await self._writability.stop()
         try:
             await self._writer.close()
         finally:
-            await _close_quietly(self._reader_conn)
-            await _close_quietly(self._writer_conn)
+            await close_quietly(self._reader_conn)
+            await close_quietly(self._writer_conn)
             self._lock.release()
 
     async def __aenter__(self) -> SqliteStore:
@@ -250,12 +233,12 @@ class SqliteStore:
         read-only or failing file system) until a later write commits. Unlike
         :attr:`healthy` this is a passing condition: the daemon should turn unready, not
         exit, since a restart does not make room on the disk."""
-        return self.healthy and self._unwritable is None
+        return self.healthy and self._writability.reason is None
 
     @property
     def unwritable_reason(self) -> str | None:
         """Why the store cannot write now (None while :attr:`writable`)."""
-        return self._unwritable
+        return self._writability.reason
 
     @property
     def writer_stats(self) -> WriterStats:
@@ -322,7 +305,7 @@ class SqliteStore:
         nothing of it behind.
         """
         if deliveries is not None:
-            extra = _with_deliveries(items, deliveries, extra)
+            extra = with_deliveries(items, deliveries, extra)
         if not items and extra is None:
             return
         await self._writer.submit(SaveOp.build(items, extra, db_time(self._clock.now())))
@@ -479,37 +462,9 @@ class SqliteStore:
         if asyncio.current_task() is not self._writer.task:
             await self._writer.settled()
 
-    # ------------------------------------------------------------ writability
-
-    def _write_outcome(self, exc: BaseException | None) -> None:
-        # Called by the writer after every transaction, on the event loop.
-        if exc is None:
-            if self._unwritable is not None:
-                _log.info("store writable again", state_dir=str(self.state_dir))
-                self._unwritable = None
-            return
-        reason = _resource_failure(exc)
-        if reason is None or self._unwritable is not None:
-            return
-        self._unwritable = f"cannot write {self.db_path}: {reason} ({exc})"
-        _log.error(
-            "store cannot write; refusing new work until it can",
-            error=self._unwritable,
-            probe_every_seconds=self._probe_interval,
-        )
-        if not self._closed and (self._probe is None or self._probe.done()):
-            self._probe = asyncio.get_running_loop().create_task(
-                self._probe_until_writable(), name="checkpointd-store-probe"
-            )
-
-    async def _probe_until_writable(self) -> None:
-        # Without it an idle daemon would stay unready after space returns: nothing else
-        # might write. The probe is a real write, so success proves writes commit again.
-        while self._unwritable is not None and self._writer.running:
-            await asyncio.sleep(self._probe_interval)
-            now = db_time(self._clock.now())
-            with contextlib.suppress(StoreError):
-                await self._writer.submit(SetStateOp(PROBE_NAMESPACE, "write_probe", now, now))
+    async def _write_probe(self) -> None:
+        now = db_time(self._clock.now())
+        await self._writer.submit(SetStateOp(PROBE_NAMESPACE, "write_probe", now, now))
 
     # ------------------------------------------------------------ the Kafka trigger's questions
 
@@ -523,71 +478,3 @@ class SqliteStore:
         return await self.read(
             lambda conn: queries.journal_last_offset(conn, key_prefix, checkpoint)
         )
-
-
-def _with_deliveries(
-    items: Sequence[tuple[CheckpointResult, TriggerEvent | None]],
-    deliveries: DeliveryPlanner,
-    extra: TransactionHook | None,
-) -> TransactionHook:
-    checkpoints = [result.checkpoint for result, _ in items]
-
-    async def write_deliveries(conn: aiosqlite.Connection) -> None:
-        last = await outbox_rows.last_statuses(conn, checkpoints)
-        await outbox_rows.write_plan(conn, deliveries(last))
-        if extra is not None:
-            await extra(conn)
-
-    return write_deliveries
-
-
-def _resource_failure(exc: BaseException) -> str | None:
-    """What an exception (or one it was raised from) says about the store's resources."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        code = getattr(seen, "sqlite_errorcode", None)
-        if isinstance(code, int):
-            # Extended codes (SQLITE_IOERR_WRITE, ...) keep the primary code in the low byte.
-            return _RESOURCE_FAILURES.get(code & 0xFF)
-        seen = seen.__cause__
-    return None
-
-
-async def _connect(db_path: Path, opened: list[aiosqlite.Connection]) -> aiosqlite.Connection:
-    try:
-        # isolation_level=None: no implicit BEGIN; the writer issues its own
-        # BEGIN IMMEDIATE so it takes the write lock up front and never has
-        # to upgrade a read transaction (which can fail with SQLITE_BUSY).
-        conn = await aiosqlite.connect(db_path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {db_path}: {exc}") from exc
-    opened.append(conn)
-    return conn
-
-
-async def _pragmas(conn: aiosqlite.Connection, db_path: Path, sql: str) -> list[Any]:
-    try:
-        return list(await conn.execute_fetchall(sql))
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {db_path} ({sql}): {exc}") from exc
-
-
-async def _setup_writer(conn: aiosqlite.Connection, db_path: Path, synchronous: str) -> None:
-    mode = await _pragmas(conn, db_path, "PRAGMA journal_mode = WAL")
-    if not mode or str(mode[0][0]).lower() != "wal":
-        raise StoreError(
-            f"cannot use WAL journaling for {db_path} (got {mode[0][0] if mode else None!r}); "
-            "put daemon.state_dir on a local filesystem"
-        )
-    await _pragmas(conn, db_path, f"PRAGMA synchronous = {synchronous}")
-    # Waits out a foreign `sqlite3` shell holding the lock instead of failing at once.
-    await _pragmas(conn, db_path, "PRAGMA busy_timeout = 5000")
-    await _pragmas(conn, db_path, "PRAGMA foreign_keys = ON")
-    # After a checkpoint, shrink the WAL back instead of keeping its peak size.
-    await _pragmas(conn, db_path, "PRAGMA journal_size_limit = 67108864")
-
-
-async def _close_quietly(conn: aiosqlite.Connection) -> None:
-    # Best effort: everything worth keeping is committed already.
-    with contextlib.suppress(Exception):
-        await conn.close()
