@@ -3,7 +3,8 @@
 ``scripts/bench`` sets up the environments first and is the usual way in. Options:
 ``--quick`` (small sizes, 3 repetitions), ``--only WORKLOAD ...``, ``--report-only``
 (regenerate the doc and charts from bench/results/*.json without measuring).
-``--only before_after`` measures the run-path fix against the commit before it.
+``--only before_after`` measures the run-path fix against the commit before it;
+``--only refactor_ab`` the layers refactor against the commit before it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ WORKLOADS: dict[str, tuple[str, str]] = {
 # Run only when named with --only.
 OPTIONAL: dict[str, tuple[str, str]] = {
     "before_after": ("bench.before_after", "main"),
+    "refactor_ab": ("bench.refactor_ab", "main"),
 }
 
 TRUTHOUND_YAML = """\
