@@ -67,10 +67,10 @@ if TYPE_CHECKING:
     from checkpointd.events import TriggerEvent, TriggerInfo
     from checkpointd.protocols import ManagedSource, OutboxStore, Store, TriggerSource
     from checkpointd.runtime.config import AsyncRunnerConfig
+    from checkpointd.runtime.contained import run_checkpoint_async
     from checkpointd.runtime.parallel import run_checkpoints_parallel
     from checkpointd.runtime.pool import CheckpointPool
     from checkpointd.runtime.runner import AsyncCheckpointRunner
-    from checkpointd.runtime.runs import run_checkpoint_async
     from checkpointd.runtime.stats import RunnerStats
     from checkpointd.triggers.base import AsyncBaseTrigger
     from checkpointd.triggers.polled import PolledSource
@@ -165,7 +165,7 @@ _LAZY: dict[str, str] = {
     "run_checkpoints_parallel": "checkpointd.runtime.parallel",
     "AsyncCheckpointRunner": "checkpointd.runtime.runner",
     "AsyncRunnerConfig": "checkpointd.runtime.config",
-    "run_checkpoint_async": "checkpointd.runtime.runs",
+    "run_checkpoint_async": "checkpointd.runtime.contained",
     "RunnerStats": "checkpointd.runtime.stats",
     "CheckpointPool": "checkpointd.runtime.pool",
     "AsyncBaseTrigger": "checkpointd.triggers.base",

@@ -20,7 +20,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from checkpointd.actions.channel import ChannelContext, DeliveryOutcome
-from checkpointd.actions.guard import LinkLocalRefused, check_url
+from checkpointd.actions.host_policy import LinkLocalRefused, check_url
 from checkpointd.actions.redact import describe_exception
 from checkpointd.actions.retry import classify_status
 from checkpointd.errors import DeliveryError

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from checkpointd.actions.channel import Channel, ChannelContext
 from checkpointd.actions.delivery import DeliveryDispatcher, DeliveryRoute
-from checkpointd.actions.guard import GuardedResolver
+from checkpointd.actions.host_policy import GuardedResolver
 from checkpointd.actions.metrics import ActionMetrics
 from checkpointd.actions.outbox import Candidate, DeliveryStatus, OutboxEntry, plan_deliveries
 from checkpointd.actions.plan import ActionSpec, action_specs

@@ -18,10 +18,10 @@ from checkpointd._lazy import lazy_exports
 if TYPE_CHECKING:
     from checkpointd.daemon.app import Daemon
     from checkpointd.runtime.config import AsyncRunnerConfig
+    from checkpointd.runtime.contained import run_checkpoint_async
     from checkpointd.runtime.parallel import run_checkpoints_parallel
     from checkpointd.runtime.pool import CheckpointPool
     from checkpointd.runtime.runner import AsyncCheckpointRunner
-    from checkpointd.runtime.runs import run_checkpoint_async
     from checkpointd.runtime.stats import RunnerStats
     from checkpointd.store.sqlite.store import SqliteStore
 
@@ -41,7 +41,7 @@ _LAZY: dict[str, str] = {
     "run_checkpoints_parallel": "checkpointd.runtime.parallel",
     "AsyncCheckpointRunner": "checkpointd.runtime.runner",
     "AsyncRunnerConfig": "checkpointd.runtime.config",
-    "run_checkpoint_async": "checkpointd.runtime.runs",
+    "run_checkpoint_async": "checkpointd.runtime.contained",
     "RunnerStats": "checkpointd.runtime.stats",
     "SqliteStore": "checkpointd.store.sqlite.store",
     "CheckpointPool": "checkpointd.runtime.pool",

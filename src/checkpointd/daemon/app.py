@@ -40,7 +40,7 @@ from checkpointd.errors import CheckpointdError, RunnerError
 from checkpointd.events import TriggerEvent
 from checkpointd.protocols import TriggerSource
 from checkpointd.runtime.executor import RunExecutor
-from checkpointd.runtime.overlap import GuardedCheckpoint, OverlapGate
+from checkpointd.runtime.overlap import OverlapCheckpoint, OverlapGate
 from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.runtime.triggerset import TriggerSet, build_sources
 from checkpointd.store.model import JournalEntry
@@ -80,7 +80,7 @@ class Daemon:
         self.triggers = TriggerSet(self._emit)
         self.kafka: KafkaHub | None = None
         """The one Kafka consumer every kafka trigger attaches to (built at startup)."""
-        self.checkpoints: dict[str, GuardedCheckpoint] = {}
+        self.checkpoints: dict[str, OverlapCheckpoint] = {}
         # Loading and validation run here, not in the loop's default executor: a run cut off
         # by its timeout or by the drain may leave its thread busy, and asyncio would wait
         # for the default executor at exit. See daemon/main.py for how exit handles that.
@@ -224,7 +224,7 @@ class Daemon:
         assert self.store is not None
         d = self.config.daemon
         for cp in self.config.checkpoints:
-            self.checkpoints[cp.name] = self.guard(cp)
+            self.checkpoints[cp.name] = self.overlap_checkpoint(cp)
             self.metrics.register_checkpoint(cp.name)
         # The actions' journal is the store whose save_results also writes the outbox rows,
         # in the same transaction as the results.
@@ -313,12 +313,14 @@ class Daemon:
     def _current_token(self) -> str | None:
         return self.http_token.get_secret_value() if self.http_token else None
 
-    def guard(self, cp: CheckpointConfig, gate: OverlapGate | None = None) -> GuardedCheckpoint:
+    def overlap_checkpoint(
+        self, cp: CheckpointConfig, gate: OverlapGate | None = None
+    ) -> OverlapCheckpoint:
         """A new checkpoint object for ``cp``; a changed one keeps its ``gate`` (overlap)."""
         # Runs load and validate on the daemon's own executor: asyncio.Runner waits for the
         # default executor's threads at exit, which would let one busy run outlast the drain.
         checkpoint = Checkpoint(cp, clock=self.clock, executor=self.executor)
-        return GuardedCheckpoint(checkpoint, metrics=self.metrics, clock=self.clock, gate=gate)
+        return OverlapCheckpoint(checkpoint, metrics=self.metrics, clock=self.clock, gate=gate)
 
     def build_sources(self, cp: CheckpointConfig) -> list[TriggerSource]:
         """The trigger sources of ``cp``, built but not started."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from checkpointd.daemon.supervision import TaskSupervisor
     from checkpointd.protocols import TriggerSource
     from checkpointd.runtime.executor import RunExecutor
-    from checkpointd.runtime.overlap import GuardedCheckpoint, OverlapGate
+    from checkpointd.runtime.overlap import OverlapCheckpoint, OverlapGate
     from checkpointd.runtime.runner import AsyncCheckpointRunner
     from checkpointd.runtime.triggerset import TriggerSet
 
@@ -88,7 +88,7 @@ class Reloadable(Protocol):
     def triggers(self) -> TriggerSet: ...
 
     @property
-    def checkpoints(self) -> dict[str, GuardedCheckpoint]:
+    def checkpoints(self) -> dict[str, OverlapCheckpoint]:
         """The checkpoints by name; a reload adds, replaces and removes entries."""
         ...
 
@@ -110,7 +110,9 @@ class Reloadable(Protocol):
         """True from the moment a stop was asked for."""
         ...
 
-    def guard(self, cp: CheckpointConfig, gate: OverlapGate | None = None) -> GuardedCheckpoint:
+    def overlap_checkpoint(
+        self, cp: CheckpointConfig, gate: OverlapGate | None = None
+    ) -> OverlapCheckpoint:
         """A new checkpoint object for ``cp`` (sharing ``gate`` with the one it replaces)."""
         ...
 
@@ -211,12 +213,14 @@ class Reloader:
         plan = _Plan()
         for n, name in enumerate(diff.added, 1):
             cp = by_name[name]
-            plan.guards[name] = daemon.guard(cp)
+            plan.guards[name] = daemon.overlap_checkpoint(cp)
             plan.sources[name] = daemon.build_sources(cp)
             await _breathe(n)
         for n, change in enumerate(diff.changed, 1):
             cp = by_name[change.name]
-            plan.guards[change.name] = daemon.guard(cp, daemon.checkpoints[change.name].gate)
+            plan.guards[change.name] = daemon.overlap_checkpoint(
+                cp, daemon.checkpoints[change.name].gate
+            )
             if change.triggers_changed:
                 plan.sources[change.name] = daemon.build_sources(cp)
             await _breathe(n)
@@ -314,7 +318,7 @@ async def _breathe(done: int) -> None:
 class _Plan:
     """What a reload will swap in: new checkpoint objects and trigger sources, by name."""
 
-    guards: dict[str, GuardedCheckpoint] = field(default_factory=dict)
+    guards: dict[str, OverlapCheckpoint] = field(default_factory=dict)
     sources: dict[str, list[TriggerSource]] = field(default_factory=dict)
 
 

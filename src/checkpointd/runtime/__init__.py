@@ -17,10 +17,10 @@ from checkpointd._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from checkpointd.runtime.config import AsyncRunnerConfig
+    from checkpointd.runtime.contained import run_checkpoint_async
     from checkpointd.runtime.parallel import run_checkpoints_parallel
     from checkpointd.runtime.pool import CheckpointPool
     from checkpointd.runtime.runner import AsyncCheckpointRunner
-    from checkpointd.runtime.runs import run_checkpoint_async
     from checkpointd.runtime.stats import RunnerStats
 
 __all__ = [
@@ -37,7 +37,7 @@ _LAZY: dict[str, str] = {
     "run_checkpoints_parallel": "checkpointd.runtime.parallel",
     "CheckpointPool": "checkpointd.runtime.pool",
     "AsyncCheckpointRunner": "checkpointd.runtime.runner",
-    "run_checkpoint_async": "checkpointd.runtime.runs",
+    "run_checkpoint_async": "checkpointd.runtime.contained",
     "RunnerStats": "checkpointd.runtime.stats",
 }
 

@@ -70,7 +70,7 @@ class OverlapGate:
         return bool(self.running or self.lock.locked())
 
 
-class GuardedCheckpoint:
+class OverlapCheckpoint:
     """Wraps a :class:`Checkpoint` for the daemon; satisfies ``RunnableCheckpoint``.
 
     ``gate`` is the predecessor's :attr:`gate` when this replaces a checkpoint of

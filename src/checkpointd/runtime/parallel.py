@@ -17,8 +17,8 @@ from checkpointd.actions.strategies import AsyncExecutionContext
 from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.clock import SYSTEM_CLOCK, Clock
 from checkpointd.protocols import RunnableCheckpoint
+from checkpointd.runtime.contained import outcome_result, run_checkpoint_async
 from checkpointd.runtime.pool import CheckpointPool, ResultQueue
-from checkpointd.runtime.runs import outcome_result, run_checkpoint_async
 
 __all__ = [
     "CheckpointPool",

@@ -34,7 +34,7 @@ from checkpointd.errors import RunnerError
 from checkpointd.events import TriggerEvent
 from checkpointd.logs import get_logger
 from checkpointd.protocols import RunnableCheckpoint
-from checkpointd.runtime.runs import ResultItem, outcome_result, run_guarded
+from checkpointd.runtime.contained import ResultItem, outcome_result, run_contained
 
 __all__ = ["CheckpointPool", "ResultQueue"]
 
@@ -367,10 +367,10 @@ class CheckpointPool:
             if self._before_run is not None:
                 await self._call_before_run(checkpoint, event)
             if self._semaphore is None:
-                result = await run_guarded(checkpoint, event, self._timeout, started, self._clock)
+                result = await run_contained(checkpoint, event, self._timeout, started, self._clock)
             else:
                 async with self._semaphore:
-                    result = await run_guarded(
+                    result = await run_contained(
                         checkpoint, event, self._timeout, started, self._clock
                     )
         except asyncio.CancelledError:

@@ -29,7 +29,7 @@ from checkpointd.asyncutils import backoff_delay
 from checkpointd.checkpoints.result import CheckpointResult
 from checkpointd.logs import get_logger
 from checkpointd.protocols import ResultSink, RunJournal
-from checkpointd.runtime.runs import ResultItem
+from checkpointd.runtime.contained import ResultItem
 
 __all__ = ["ResultFeed", "ResultRouter", "ResultStream"]
 

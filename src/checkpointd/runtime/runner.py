@@ -36,9 +36,9 @@ from checkpointd.events import TriggerEvent
 from checkpointd.logs import get_logger
 from checkpointd.protocols import ResultSink, RunJournal, RunnableCheckpoint, TriggerSource
 from checkpointd.runtime.config import AsyncRunnerConfig
+from checkpointd.runtime.contained import ResultItem, outcome_result
 from checkpointd.runtime.parallel import CheckpointPool
 from checkpointd.runtime.results import ResultRouter, ResultStream
-from checkpointd.runtime.runs import ResultItem, outcome_result
 from checkpointd.runtime.sources import SourceTasks
 from checkpointd.runtime.stats import RunnerStats
 from checkpointd.triggers.base import AsyncTrigger

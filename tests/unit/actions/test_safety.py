@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
 
-from checkpointd.actions.guard import (
+from checkpointd.actions.host_policy import (
     GuardedResolver,
     LinkLocalRefused,
     check_url,

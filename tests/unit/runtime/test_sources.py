@@ -11,7 +11,7 @@ from checkpointd.errors import RunnerError
 from checkpointd.protocols import Emit, ManagedSource
 from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.triggers.polled import PolledSource
-from tests.unit.daemon.runner_doubles import FakeCheckpoint, MemoryJournal, MemorySink, event
+from tests.unit.runtime.runner_doubles import FakeCheckpoint, MemoryJournal, MemorySink, event
 
 WAIT = 5.0  # a hang guard, not a speed assertion
 

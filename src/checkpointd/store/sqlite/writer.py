@@ -263,7 +263,7 @@ class StoreWriter:
 
         # aiosqlite runs every call of a connection on one thread, in order;
         # _execute is how its own methods get there, the only way to run
-        # several statements in one hop (tests/unit/daemon/test_store.py checks
+        # several statements in one hop (tests/unit/store/test_sqlite_store.py checks
         # that a transaction costs one).
         execute = cast(Callable[[Callable[[], None]], Any], conn._execute)
         await execute(run)

@@ -1,4 +1,4 @@
-"""GuardedCheckpoint: what each overlap policy does with a run fired while another runs."""
+"""OverlapCheckpoint: what each overlap policy does with a run fired while another runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from checkpointd.checkpoints.result import CheckpointResult, Status
 from checkpointd.config.models import CheckpointConfig
 from checkpointd.daemon.metrics import Metrics
 from checkpointd.events import TriggerEvent
-from checkpointd.runtime.overlap import GuardedCheckpoint, is_catch_up, reads_event_data
+from checkpointd.runtime.overlap import OverlapCheckpoint, is_catch_up, reads_event_data
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIXED = {"type": "csv", "path": "data/orders.csv"}
@@ -73,8 +73,8 @@ def metrics(registry: CollectorRegistry) -> Metrics:
     return Metrics(registry, process_metrics=False)
 
 
-def guard(held: HeldCheckpoint, metrics: Metrics, **kw: Any) -> GuardedCheckpoint:
-    return GuardedCheckpoint(held, metrics=metrics, **kw)  # type: ignore[arg-type]
+def guard(held: HeldCheckpoint, metrics: Metrics, **kw: Any) -> OverlapCheckpoint:
+    return OverlapCheckpoint(held, metrics=metrics, **kw)  # type: ignore[arg-type]
 
 
 async def settle() -> None:

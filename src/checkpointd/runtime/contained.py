@@ -1,6 +1,6 @@
-"""One guarded run: the never-raise contract enforced from the outside.
+"""One contained run: the never-raise contract enforced from the outside.
 
-``run_guarded`` is what every worker awaits. A checkpoint already returns a
+``run_contained`` is what every worker awaits. A checkpoint already returns a
 result for its own timeouts and errors; this adds the pool's timeout and
 turns a broken contract (a run that raised) into an ``error`` result, so a
 bad plug-in cannot take a worker down. Only cancellation propagates, and the
@@ -18,7 +18,7 @@ from checkpointd.events import TriggerEvent
 from checkpointd.ids import uuid7
 from checkpointd.protocols import RunnableCheckpoint
 
-__all__ = ["ResultItem", "outcome_result", "run_checkpoint_async", "run_guarded"]
+__all__ = ["ResultItem", "outcome_result", "run_checkpoint_async", "run_contained"]
 
 ResultItem = tuple[CheckpointResult, TriggerEvent | None]
 """What travels through the result queue: a result and the event that caused it."""
@@ -44,7 +44,7 @@ def outcome_result(
     )
 
 
-async def run_guarded(
+async def run_contained(
     checkpoint: RunnableCheckpoint,
     event: TriggerEvent | None,
     limit: float | None,
@@ -90,4 +90,4 @@ async def run_checkpoint_async(
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive seconds or None, found {timeout}")
-    return await run_guarded(checkpoint, event, timeout, clock.now(), clock)
+    return await run_contained(checkpoint, event, timeout, clock.now(), clock)

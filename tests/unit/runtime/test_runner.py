@@ -14,7 +14,7 @@ from checkpointd.config.models import DaemonConfig
 from checkpointd.errors import RunnerError
 from checkpointd.runtime.runner import AsyncCheckpointRunner, AsyncRunnerConfig
 from checkpointd.triggers.base import AsyncTrigger
-from tests.unit.daemon.runner_doubles import (
+from tests.unit.runtime.runner_doubles import (
     T0,
     Concurrency,
     FakeCheckpoint,

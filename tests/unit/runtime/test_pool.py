@@ -14,7 +14,7 @@ from checkpointd.runtime.parallel import (
     run_checkpoint_async,
     run_checkpoints_parallel,
 )
-from tests.unit.daemon.runner_doubles import Concurrency, FakeCheckpoint, event, wait_until
+from tests.unit.runtime.runner_doubles import Concurrency, FakeCheckpoint, event, wait_until
 
 # ---------------------------------------------------------------- submitting and results
 
