@@ -17,6 +17,13 @@ is False, for ``/readyz``) but keeps running: callers get StoreError, and a
 small probe write every ``probe_interval`` seconds notices when space
 returns, as does any other write that commits.
 
+``synchronous="FULL"`` (the default) fsyncs the WAL at every commit, so a write that
+returned survives a power cut, not just a crash of this process: the Kafka trigger commits
+offsets, and the file trigger marks files seen, on the strength of that return. With group
+commit one fsync covers a whole batch, so the cost is per batch, not per row. ``"NORMAL"``
+(WAL still never corrupts, but the last commits can be lost on power failure) is for
+benchmarks and throwaway state.
+
 The store implements :class:`checkpointd.protocols.Store`.
 """
 
@@ -129,25 +136,14 @@ class SqliteStore:
     ) -> SqliteStore:
         """Lock ``state_dir``, open (or create) its database and recover.
 
-        Journal rows in state accepted or running (what a crash left behind)
-        are passed, oldest first, to ``on_recover``, only when there are some,
-        before ``open`` returns; if the hook raises, the store is closed and
-        the error propagates. The same entries stay in :attr:`recovered`, so
-        the caller acts on them once it holds the store: re-run them
-        (``entry.to_event()``; ``journal_mark_running`` and ``save_results``
-        work from either unfinished state) or ``journal_mark`` them
-        interrupted. Rows left unfinished are offered again at the next open.
+        Journal rows a crash left accepted or running go, oldest first, to
+        ``on_recover`` (only when there are some) before ``open`` returns; if the
+        hook raises, the store is closed and the error propagates. They stay in
+        :attr:`recovered` for the caller to re-run (``entry.to_event()``) or
+        ``journal_mark`` interrupted; rows left unfinished come back at the next open.
 
-        ``synchronous="FULL"`` (the default) fsyncs the WAL at every commit,
-        so a write that returned survives a power cut, not just a crash of
-        this process: the Kafka trigger commits offsets, and the file trigger
-        marks files seen, on the strength of that return. With group commit
-        one fsync covers a whole batch, so the cost is per batch, not per
-        row. ``"NORMAL"`` (WAL still never corrupts, but the last commits can
-        be lost on power failure) is for benchmarks and throwaway state.
-
-        ``probe_interval``: seconds between probe writes while the store is
-        unwritable (see :attr:`writable`).
+        ``synchronous``: see the module docstring; ``probe_interval``: seconds
+        between probe writes while the store is unwritable (:attr:`writable`).
 
         Raises StateDirInUseError when another process holds the directory and
         StoreError when the database cannot be opened or is newer than this code.
